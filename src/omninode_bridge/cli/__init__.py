@@ -1,0 +1,1 @@
+"""The ``toolreg`` command line: a thin shell over the services."""

