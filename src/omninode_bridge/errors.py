@@ -14,6 +14,7 @@ boundary (``services.postgres_client``) with the original kept as
     ├── NotConnectedError             a PostgresClient was used before connect() / after close()
     ├── DatabaseError                 any other database failure (original kept as __cause__)
     │   └── MigrationError            the schema is missing, behind, or a migration failed
+    ├── ResyncRequiredError           a change-feed cursor older than the feed's retention
     └── RegistrationError             a problem with one tool's registration
         ├── ValidationFailedError     input rejected before any write (names the field)
         ├── ToolAlreadyRegisteredError   a tool_id that is already taken
@@ -31,6 +32,7 @@ __all__ = [
     "OmniNodeBridgeError",
     "RegistrationError",
     "RegistryUnavailableError",
+    "ResyncRequiredError",
     "ToolAlreadyRegisteredError",
     "ToolNotFoundError",
     "ValidationFailedError",
@@ -67,6 +69,10 @@ class DatabaseError(OmniNodeBridgeError):
 
 class MigrationError(DatabaseError):
     """The schema is missing or behind, or a migration could not be applied."""
+
+
+class ResyncRequiredError(OmniNodeBridgeError):
+    """A change-feed cursor points before events that were pruned: re-read, then follow."""
 
 
 class RegistrationError(OmniNodeBridgeError):

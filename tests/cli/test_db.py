@@ -16,7 +16,8 @@ async def test_upgrade_current_history_url(empty_db_dsn: str) -> None:
     cur = run_cli("db", "current", env=env)
     assert cur.stdout.strip() == f"{HEAD_REVISION} (head)"
     hist = run_cli("db", "history", env=env)
-    assert f"<base> -> {HEAD_REVISION} (head)" in hist.stdout
+    assert f"-> {HEAD_REVISION} (head)" in hist.stdout
+    assert "<base> -> 0001" in hist.stdout
     url = run_cli("db", "url", env=env)
     assert url.returncode == 0
     conn = await asyncpg.connect(url.stdout.strip())
@@ -27,7 +28,7 @@ async def test_upgrade_current_history_url(empty_db_dsn: str) -> None:
         )
     finally:
         await conn.close()
-    down = run_cli("db", "downgrade", env=env)
+    down = run_cli("db", "downgrade", "base", env=env)
     assert down.returncode == 0, down.stderr
     assert "(base)" in down.stdout
 

@@ -174,5 +174,7 @@ async def test_alembic_commands_from_the_repository_root(empty_db_dsn: str) -> N
     assert f"{HEAD_REVISION} (head)" in await alembic_run("current")
     assert f"-> {HEAD_REVISION} (head)" in await alembic_run("history")
     await alembic_run("downgrade", "-1")
-    assert await runner.current_revision(empty_db_dsn) is None
+    previous = runner.history()[1].revision
+    assert await runner.current_revision(empty_db_dsn) == previous
+    await alembic_run("downgrade", "base")
     assert run_cli("db", "current", env=env).stdout.startswith("(none)")

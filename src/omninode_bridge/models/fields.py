@@ -1,0 +1,135 @@
+"""Field rules shared by the registration models: ids, URLs, and JSON objects.
+
+Every rule raises ``ValueError`` with a message that pydantic attaches to the
+field's ``loc``, so a rejection always names the field (``endpoints.stamp``,
+``capabilities``...). JSON objects are normalized by an orjson round trip, so
+what a model holds is exactly what PostgreSQL's jsonb will store and return.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import AfterValidator, Field, ValidationInfo
+
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_JSON_BYTES",
+    "Endpoints",
+    "HealthUrl",
+    "JsonObject",
+    "ToolId",
+    "check_json_object",
+    "check_url",
+]
+
+TOOL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+DEFAULT_MAX_JSON_BYTES = 64 * 1024
+DEFAULT_MAX_DEPTH = 32
+ENDPOINT_MAX_LENGTH = 2048
+HEALTH_ENDPOINT_MAX_LENGTH = 500  # the column is VARCHAR(500)
+MAX_ENDPOINTS = 512
+_OPERATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def check_url(value: str, max_length: int) -> str:
+    """An absolute http(s) URL with a host, at most ``max_length`` characters."""
+    if len(value) > max_length:
+        raise ValueError(f"URL is {len(value)} characters; at most {max_length} allowed")
+    if _CONTROL.search(value):
+        raise ValueError("URL must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"URL is malformed ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("URL must be absolute and start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("URL must name a host (http://host[:port]/path)")
+    return value
+
+
+def _endpoint_url(value: str) -> str:
+    return check_url(value, ENDPOINT_MAX_LENGTH)
+
+
+def _health_url(value: str) -> str:
+    return check_url(value, HEALTH_ENDPOINT_MAX_LENGTH)
+
+
+def _check_endpoints(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_ENDPOINTS:
+        raise ValueError(f"has {len(value)} endpoints; at most {MAX_ENDPOINTS} allowed")
+    for operation in value:
+        if not _OPERATION.match(operation):
+            raise ValueError(
+                f"operation name {operation[:60]!r} must be 1-128 characters of "
+                "letters, digits and . _ : @ / - (starting with a letter or digit)"
+            )
+    return value
+
+
+def _walk(value: Any, depth: int, max_depth: int) -> None:
+    if depth > max_depth:
+        raise ValueError(f"nesting is deeper than {max_depth} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("strings must not contain the NUL character (\\u0000)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"object keys must be strings, got {type(key).__name__}")
+            if "\x00" in key:
+                raise ValueError("keys must not contain the NUL character (\\u0000)")
+            _walk(item, depth + 1, max_depth)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _walk(item, depth + 1, max_depth)
+    elif value is not None and not isinstance(value, bool | int):
+        raise ValueError(
+            "values must be JSON (object, array, string, number, bool, null), "
+            f"got {type(value).__name__}"
+        )
+
+
+def check_json_object(
+    value: dict[str, Any],
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> dict[str, Any]:
+    """A JSON object as jsonb will store it; raises ValueError naming the rule it breaks."""
+    _walk(value, 1, max_depth)
+    try:
+        encoded = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise ValueError(f"is not encodable as JSON ({exc})") from None
+    if len(encoded) > max_bytes:
+        raise ValueError(f"is {len(encoded)} bytes as JSON; at most {max_bytes} allowed")
+    normalized: dict[str, Any] = orjson.loads(encoded)
+    return normalized
+
+
+def _json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    # A validation context may carry other bounds (the server passes its settings).
+    context = info.context if isinstance(info.context, dict) else {}
+    return check_json_object(
+        value,
+        int(context.get("max_json_bytes", DEFAULT_MAX_JSON_BYTES)),
+        int(context.get("max_json_depth", DEFAULT_MAX_DEPTH)),
+    )
+
+
+ToolId = Annotated[str, Field(min_length=1, max_length=255, pattern=TOOL_ID_PATTERN)]
+EndpointUrl = Annotated[str, AfterValidator(_endpoint_url)]
+HealthUrl = Annotated[str, AfterValidator(_health_url)]
+Endpoints = Annotated[dict[str, EndpointUrl], AfterValidator(_check_endpoints)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]

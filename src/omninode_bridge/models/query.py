@@ -1,0 +1,77 @@
+"""Query, page and change-feed types."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from omninode_bridge.models.fields import JsonObject
+from omninode_bridge.models.node_type import NodeType
+from omninode_bridge.models.registration import ModelToolRegistration
+from omninode_bridge.models.timestamps import UtcTimestamp
+
+__all__ = [
+    "ChangeEvent",
+    "ChangeKind",
+    "ModelToolRegistrationPage",
+    "ToolQuery",
+]
+
+MAX_PAGE_SIZE = 1000
+
+
+class ToolQuery(BaseModel):
+    """Filters of ``find_tools``; every one optional, all of them combined with AND.
+
+    ``capabilities`` is JSONB containment (a list means "contains all of
+    these"); ``where`` is a SQL/JSON path predicate on capabilities, such as
+    ``$.max_file_size >= 5000000``; ``cursor`` is the opaque ``next_cursor`` of
+    the previous page.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    capabilities: JsonObject | None = None
+    node_type: NodeType | None = None
+    max_age_seconds: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    where: str | None = Field(default=None, min_length=1, max_length=4096)
+    limit: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(default=None, max_length=1024)
+
+
+class ModelToolRegistrationPage(BaseModel):
+    """One page of registrations; ``next_cursor`` is ``None`` on the last page."""
+
+    items: list[ModelToolRegistration]
+    next_cursor: str | None = None
+
+
+class ChangeKind(StrEnum):
+    """What happened to a registration."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+class ChangeEvent(BaseModel):
+    """One entry of the change feed.
+
+    ``cursor`` is opaque and strictly increasing in feed order; pass it back to
+    read what came after. ``registration`` is the row after the change (the
+    row before it, for ``deleted``).
+    """
+
+    cursor: str
+    kind: ChangeKind
+    tool_id: str
+    registration_id: UUID | None = None
+    occurred_at: UtcTimestamp
+    registration: ModelToolRegistration | None = None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

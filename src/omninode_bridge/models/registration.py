@@ -1,0 +1,121 @@
+"""The usage guide's three registration models.
+
+``ModelToolRegistrationCreate`` and ``ModelToolRegistrationUpdate`` validate
+everything before any write; ``ModelToolRegistration`` is a stored row, with
+its real ``id`` and timezone-aware UTC timestamps.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from omninode_bridge.models.fields import Endpoints, HealthUrl, JsonObject, ToolId
+from omninode_bridge.models.node_type import NodeType
+from omninode_bridge.models.timestamps import UtcTimestamp, to_utc, utc_now
+
+__all__ = [
+    "ModelToolRegistration",
+    "ModelToolRegistrationCreate",
+    "ModelToolRegistrationUpdate",
+]
+
+_STRICT = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelToolRegistrationCreate(BaseModel):
+    """A tool's registration as submitted: validated before it reaches the database."""
+
+    model_config = _STRICT
+
+    tool_id: ToolId
+    node_type: NodeType
+    capabilities: JsonObject = Field(default_factory=dict)
+    endpoints: Endpoints = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
+    health_endpoint: HealthUrl | None = None
+
+
+class ModelToolRegistrationUpdate(BaseModel):
+    """A partial update: only the fields that are set change.
+
+    JSONB fields are replaced as a whole. ``health_endpoint=None`` clears the
+    health endpoint; the other fields cannot be set to ``None``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+    node_type: NodeType | None = None
+    capabilities: JsonObject | None = None
+    endpoints: Endpoints | None = None
+    metadata: JsonObject | None = None
+    health_endpoint: HealthUrl | None = None
+
+    @field_validator("node_type", "capabilities", "endpoints", "metadata", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for fields given explicitly (defaults are not validated here).
+        if value is None:
+            raise ValueError("cannot be null (leave the field out to keep its current value)")
+        return value
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the update sets no field (and so writes nothing)."""
+        return not self.model_fields_set
+
+
+class ModelToolRegistration(BaseModel):
+    """A stored registration: the row's real ``id`` and UTC timestamps."""
+
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+    id: UUID
+    tool_id: str
+    node_type: NodeType
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    health_endpoint: str | None = None
+    last_heartbeat: UtcTimestamp | None = None
+    # Nullable in the guide's schema; every write path of this package sets them.
+    registered_at: UtcTimestamp | None = None
+    updated_at: UtcTimestamp | None = None
+
+    @property
+    def heartbeat_age_seconds(self) -> float | None:
+        """Seconds since the last heartbeat by this process's clock; ``None`` if never."""
+        if self.last_heartbeat is None:
+            return None
+        return (utc_now() - self.last_heartbeat).total_seconds()
+
+    def is_healthy(self, max_age_seconds: float = 300) -> bool:
+        """True when the last heartbeat is at most ``max_age_seconds`` old (local clock).
+
+        The repository's ``get_healthy_tools`` uses the database clock instead.
+        """
+        age = self.heartbeat_age_seconds
+        return age is not None and age <= max_age_seconds
+
+    @classmethod
+    def from_row(cls, row: Any) -> ModelToolRegistration:
+        """Build from a trusted database row (validated on write) without re-validating."""
+        return cls.model_construct(
+            id=row["id"],
+            tool_id=row["tool_id"],
+            node_type=NodeType(row["node_type"]),
+            capabilities=row["capabilities"] if row["capabilities"] is not None else {},
+            endpoints=row["endpoints"] if row["endpoints"] is not None else {},
+            metadata=row["metadata"] if row["metadata"] is not None else {},
+            health_endpoint=row["health_endpoint"],
+            last_heartbeat=_utc(row["last_heartbeat"]),
+            registered_at=_utc(row["registered_at"]),
+            updated_at=_utc(row["updated_at"]),
+        )
+
+
+def _utc(value: datetime | None) -> Any:
+    return to_utc(value) if value is not None else None

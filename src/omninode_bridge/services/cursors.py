@@ -1,0 +1,62 @@
+"""Opaque cursors: keyset pagination over tool_id, and change-feed positions."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from omninode_bridge.errors import ValidationFailedError
+
+__all__ = ["FeedPosition", "decode_page_cursor", "encode_page_cursor"]
+
+_FEED = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+
+
+def encode_page_cursor(last_tool_id: str) -> str:
+    """The cursor of the page that follows ``last_tool_id``."""
+    raw = orjson.dumps({"after": last_tool_id})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_cursor(cursor: str, field: str = "cursor") -> str:
+    """The tool_id a page cursor points after.
+
+    Raises ValidationFailedError naming ``field`` when the cursor is malformed.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+        after = data["after"]
+        if not isinstance(after, str):
+            raise TypeError("after")
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        raise ValidationFailedError(
+            [(field, "is not a cursor returned by this registry")]
+        ) from None
+    return after
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class FeedPosition:
+    """A change-feed position: the writing transaction's id and the event's sequence."""
+
+    txid: int
+    seq: int
+
+    @classmethod
+    def parse(cls, cursor: str | None, field: str = "since_cursor") -> FeedPosition:
+        """``None`` or ``""`` is the start of the feed; anything malformed names ``field``."""
+        if not cursor:
+            return cls(0, 0)
+        match = _FEED.match(cursor)
+        if match is None:
+            raise ValidationFailedError(
+                [(field, "is not a change-feed cursor (expected the cursor of an event)")]
+            )
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.txid}-{self.seq}"

@@ -1,0 +1,36 @@
+-- Queries of ChangeFeed. Only events of transactions older than every
+-- transaction still running are read (txid < xmin): those can no longer be
+-- joined by an event that sorts before them.
+
+-- name: changes_since
+SELECT txid::text AS txid, seq, occurred_at, kind, tool_id, registration_id, registration, reason
+FROM tool_registration_events
+WHERE (txid, seq) > ($1::text::xid8, $2::bigint)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY txid, seq
+LIMIT $3
+
+-- name: horizon
+SELECT pruned_txid::text AS txid, pruned_seq AS seq FROM tool_registration_feed_state
+
+-- name: head
+SELECT txid::text AS txid, seq FROM tool_registration_events
+WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY txid DESC, seq DESC
+LIMIT 1
+
+-- name: prune
+WITH gone AS (
+    DELETE FROM tool_registration_events
+    WHERE occurred_at < now() - make_interval(secs => $1::float8)
+      AND txid < pg_snapshot_xmin(pg_current_snapshot())
+    RETURNING txid, seq
+), last AS (
+    SELECT txid, seq FROM gone ORDER BY txid DESC, seq DESC LIMIT 1
+), moved AS (
+    UPDATE tool_registration_feed_state s
+    SET pruned_txid = last.txid, pruned_seq = last.seq
+    FROM last
+    WHERE (s.pruned_txid, s.pruned_seq) < (last.txid, last.seq)
+)
+SELECT count(*) FROM gone

@@ -1,0 +1,317 @@
+"""ToolRegistrationRepository: the usage guide's repository, for real.
+
+The guide's eight methods keep its names, parameters and return types. "Not
+found" is ``None``/``False`` only when the row is truly absent; every other
+failure raises a typed error from :mod:`omninode_bridge.errors`. Every write
+that changes a registration records a change-feed event in the same statement
+(see :mod:`omninode_bridge.services.change_feed`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from omninode_bridge.errors import ToolAlreadyRegisteredError, ValidationFailedError
+from omninode_bridge.models import (
+    ChangeEvent,
+    ModelToolRegistration,
+    ModelToolRegistrationCreate,
+    ModelToolRegistrationPage,
+    ModelToolRegistrationUpdate,
+    NodeType,
+    ToolQuery,
+)
+from omninode_bridge.models.fields import check_json_object
+from omninode_bridge.services.change_feed import ChangeFeed
+from omninode_bridge.services.cursors import decode_page_cursor, encode_page_cursor
+from omninode_bridge.services.postgres_client import PostgresClient
+from omninode_bridge.services.sql import load_queries
+
+__all__ = ["ToolRegistrationRepository"]
+
+Q = load_queries("tool_registrations.sql")
+MAX_FUTURE_HEARTBEAT = timedelta(minutes=1)
+
+
+def _rows(rows: Iterable[asyncpg.Record]) -> list[ModelToolRegistration]:
+    return [ModelToolRegistration.from_row(row) for row in rows]
+
+
+def _node_type(value: str | NodeType | None, field: str = "node_type") -> str | None:
+    if value is None:
+        return None
+    try:
+        return NodeType(value).value
+    except ValueError:
+        allowed = ", ".join(t.value for t in NodeType)
+        raise ValidationFailedError([(field, f"{value!r} is not one of {allowed}")]) from None
+
+
+def _pydantic_errors(exc: ValidationError) -> ValidationFailedError:
+    return ValidationFailedError(
+        [(".".join(str(p) for p in err["loc"]) or "input", err["msg"]) for err in exc.errors()]
+    )
+
+
+def _heartbeat_time(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationFailedError([("heartbeat_time", "must be a datetime")])
+    aware = value.astimezone() if value.tzinfo is None else value  # naive means local time
+    if aware - datetime.now(UTC) > MAX_FUTURE_HEARTBEAT:
+        raise ValidationFailedError(
+            [("heartbeat_time", f"{aware.isoformat()} is more than a minute in the future")]
+        )
+    return aware
+
+
+def _create_args(reg: ModelToolRegistrationCreate) -> tuple[Any, ...]:
+    return (
+        reg.tool_id,
+        reg.node_type.value,
+        reg.capabilities,
+        reg.endpoints,
+        reg.metadata,
+        reg.health_endpoint,
+    )
+
+
+class ToolRegistrationRepository:
+    """CRUD, heartbeats and queries over ``tool_registrations`` through a PostgresClient.
+
+    Statements go through the pool's prepared-statement cache; JSONB values
+    cross as Python objects through the client's codec.
+    """
+
+    def __init__(self, postgres_client: PostgresClient) -> None:
+        self.client = postgres_client
+        self.feed = ChangeFeed(postgres_client)
+
+    # -- the guide's eight methods ------------------------------------------
+
+    async def create_registration(
+        self, registration: ModelToolRegistrationCreate
+    ) -> ModelToolRegistration:
+        """Store a new tool; its registration counts as its first heartbeat.
+
+        Raises ToolAlreadyRegisteredError (naming the id) when ``tool_id`` is taken.
+        """
+        row = await self.client.fetchrow(Q["create_registration"], *_create_args(registration))
+        if row is None:
+            raise ToolAlreadyRegisteredError([registration.tool_id])
+        return ModelToolRegistration.from_row(row)
+
+    async def get_registration(self, tool_id: str) -> ModelToolRegistration | None:
+        """The registration of ``tool_id``, or ``None`` when no such tool is registered."""
+        row = await self.client.fetchrow(Q["get_registration"], tool_id)
+        return ModelToolRegistration.from_row(row) if row is not None else None
+
+    async def update_registration(
+        self, tool_id: str, update: ModelToolRegistrationUpdate
+    ) -> ModelToolRegistration | None:
+        """Change the fields ``update`` sets (JSONB fields replaced whole); ``None`` if absent.
+
+        An update that sets nothing writes nothing and returns the current row.
+        """
+        if update.is_empty:
+            return await self.get_registration(tool_id)
+        fields = update.model_fields_set
+        row = await self.client.fetchrow(
+            Q["update_registration"],
+            tool_id,
+            update.node_type.value if update.node_type is not None else None,
+            update.capabilities,
+            update.endpoints,
+            update.metadata,
+            "health_endpoint" in fields,
+            update.health_endpoint,
+        )
+        return ModelToolRegistration.from_row(row) if row is not None else None
+
+    async def update_heartbeat(self, tool_id: str, heartbeat_time: datetime | None = None) -> bool:
+        """Record a heartbeat now (database clock) or at ``heartbeat_time``; ``False`` if absent.
+
+        A ``heartbeat_time`` more than a minute in the future is rejected; a
+        naive one is read as local time.
+        """
+        status = await self.client.execute(
+            Q["update_heartbeat"], tool_id, _heartbeat_time(heartbeat_time)
+        )
+        return status.endswith(" 1")
+
+    async def list_all_registrations(
+        self, node_type: str | NodeType | None = None
+    ) -> list[ModelToolRegistration]:
+        """Every registration (or those of ``node_type``), ordered by tool_id."""
+        kind = _node_type(node_type)
+        if kind is None:
+            return _rows(await self.client.fetch(Q["list_all"]))
+        return _rows(await self.client.fetch(Q["list_by_node_type"], kind))
+
+    async def delete_registration(self, tool_id: str, reason: str | None = None) -> bool:
+        """Remove ``tool_id``; ``False`` when it was not registered. ``reason`` goes to the feed."""
+        count = await self.client.fetchval(Q["delete_registration"], tool_id, reason)
+        return bool(count)
+
+    async def find_by_capability(
+        self, capability_key: str, capability_value: Any
+    ) -> list[ModelToolRegistration]:
+        """Tools whose capabilities contain ``{capability_key: capability_value}`` (JSONB ``@>``).
+
+        A list value means "contains all of these"; a scalar means equality.
+        Ordered by tool_id; served by the GIN index.
+        """
+        if not isinstance(capability_key, str) or not capability_key:
+            raise ValidationFailedError([("capability_key", "must be a non-empty string")])
+        try:
+            probe = check_json_object({capability_key: capability_value})
+        except ValueError as exc:
+            raise ValidationFailedError([("capability_value", str(exc))]) from None
+        return _rows(await self.client.fetch(Q["find_by_capability"], probe))
+
+    async def get_healthy_tools(self, max_age_seconds: int = 300) -> list[ModelToolRegistration]:
+        """Tools whose last heartbeat is within ``max_age_seconds`` of the database clock."""
+        if not isinstance(max_age_seconds, int | float) or max_age_seconds <= 0:
+            raise ValidationFailedError([("max_age_seconds", "must be a positive number")])
+        return _rows(await self.client.fetch(Q["get_healthy_tools"], float(max_age_seconds)))
+
+    # -- beyond the guide -----------------------------------------------------
+
+    async def upsert_registration(
+        self, registration: ModelToolRegistrationCreate
+    ) -> tuple[ModelToolRegistration, bool]:
+        """Create or replace ``registration`` (a restarting tool); ``True`` when it was created.
+
+        Replacing keeps ``id`` and ``registered_at``, refreshes the heartbeat,
+        and records a change event only when the content differs.
+        """
+        row = await self.client.fetchrow(Q["upsert_registration"], *_create_args(registration))
+        assert row is not None  # INSERT ... ON CONFLICT DO UPDATE always returns the row
+        return ModelToolRegistration.from_row(row), bool(row["created"])
+
+    async def create_registrations(
+        self, registrations: Sequence[ModelToolRegistrationCreate]
+    ) -> list[ModelToolRegistration]:
+        """Register a batch in one statement and one transaction: all or nothing.
+
+        Raises ToolAlreadyRegisteredError naming every ``tool_id`` already taken,
+        and ValidationFailedError for ids repeated within the batch; nothing is
+        written then. Results come in input order.
+        """
+        if not registrations:
+            return []
+        ids = [r.tool_id for r in registrations]
+        repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if repeated:
+            raise ValidationFailedError(
+                [("registrations", f"tool_id {i!r} appears more than once") for i in repeated]
+            )
+        columns = list(zip(*(_create_args(r) for r in registrations), strict=True))
+        async with self.client.transaction() as conn:
+            rows = await conn.fetch(Q["create_registrations"], *(list(c) for c in columns))
+            if len(rows) != len(ids):
+                stored = {row["tool_id"] for row in rows}
+                # Raising inside the transaction rolls the whole batch back.
+                raise ToolAlreadyRegisteredError([i for i in ids if i not in stored])
+        by_id = {row["tool_id"]: row for row in rows}
+        return [ModelToolRegistration.from_row(by_id[i]) for i in ids]
+
+    async def update_heartbeats(
+        self, tool_ids: Sequence[str], heartbeat_time: datetime | None = None
+    ) -> list[str]:
+        """Heartbeat many tools in one statement; returns the ids that are not registered."""
+        if isinstance(tool_ids, str):
+            raise ValidationFailedError(
+                [("tool_ids", "must be a list of tool ids, not one string")]
+            )
+        wanted = list(dict.fromkeys(tool_ids))
+        if not wanted:
+            return []
+        rows = await self.client.fetch(
+            Q["update_heartbeats"], wanted, _heartbeat_time(heartbeat_time)
+        )
+        found = {row["tool_id"] for row in rows}
+        return [i for i in wanted if i not in found]
+
+    async def count_registrations(self, node_type: str | NodeType | None = None) -> int:
+        """How many tools are registered (of ``node_type``, when given)."""
+        kind = _node_type(node_type)
+        if kind is None:
+            return int(await self.client.fetchval(Q["count_all"]))
+        return int(await self.client.fetchval(Q["count_by_node_type"], kind))
+
+    async def find_tools(
+        self,
+        *,
+        capabilities: dict[str, Any] | None = None,
+        node_type: str | NodeType | None = None,
+        max_age_seconds: float | None = None,
+        where: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> ModelToolRegistrationPage:
+        """One page of tools matching every filter given, ordered by tool_id.
+
+        ``capabilities``: JSONB containment; ``max_age_seconds``: heartbeat
+        within that many seconds (database clock); ``where``: a SQL/JSON path
+        predicate on capabilities, e.g. ``$.max_file_size >= 5000000``, passed
+        as a bind parameter. Walk pages with ``cursor=page.next_cursor``
+        (keyset pagination: no OFFSET, nothing visited twice).
+        """
+        try:
+            query = ToolQuery(
+                capabilities=capabilities,
+                node_type=node_type,
+                max_age_seconds=max_age_seconds,
+                where=where,
+                limit=limit,
+                cursor=cursor,
+            )
+        except ValidationError as exc:
+            raise _pydantic_errors(exc) from None
+        after = decode_page_cursor(query.cursor) if query.cursor else None
+        async with self.client.transaction() as conn:
+            # The optional filters make one generic plan a poor fit for all of
+            # them; a custom plan per call lets each use its index.
+            await conn.execute(Q["force_custom_plan"])
+            if query.where is not None:
+                await self._check_jsonpath(conn, query.where)
+            rows = await conn.fetch(
+                Q["find_tools"],
+                query.capabilities,
+                query.node_type.value if query.node_type else None,
+                query.max_age_seconds,
+                query.where,
+                after,
+                query.limit + 1,
+            )
+        items = _rows(rows[: query.limit])
+        next_cursor = encode_page_cursor(items[-1].tool_id) if len(rows) > query.limit else None
+        return ModelToolRegistrationPage(items=items, next_cursor=next_cursor)
+
+    @staticmethod
+    async def _check_jsonpath(conn: Any, where: str) -> None:
+        try:
+            async with conn.transaction():  # a savepoint: the outer transaction survives
+                await conn.fetchval(Q["check_jsonpath"], where)
+        except (asyncpg.PostgresSyntaxError, asyncpg.DataError) as exc:
+            raise ValidationFailedError(
+                [("where", f"is not a valid SQL/JSON path: {exc}")]
+            ) from exc
+
+    # -- change feed ------------------------------------------------------------
+
+    async def changes(self, since_cursor: str | None = None, limit: int = 500) -> list[ChangeEvent]:
+        """The change events after ``since_cursor`` (see ChangeFeed.changes)."""
+        return await self.feed.changes(since_cursor, limit)
+
+    def watch(self, since_cursor: str | None = None) -> AsyncIterator[ChangeEvent]:
+        """Replay from ``since_cursor``, then follow new events (see ChangeFeed.watch)."""
+        return self.feed.watch(since_cursor)
