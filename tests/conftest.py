@@ -19,7 +19,7 @@ import pytest
 
 from omninode_bridge.embedded import start_embedded, stop_embedded
 from omninode_bridge.migrations import runner
-from omninode_bridge.services import PostgresClient
+from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
 from tests.support import with_database
 
@@ -117,3 +117,9 @@ def temp_data_dir() -> Iterator[Path]:
     finally:
         asyncio.run(stop_embedded(data_dir))
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def repository(postgres_client: PostgresClient) -> ToolRegistrationRepository:
+    """The guide's repository on this test's database."""
+    return ToolRegistrationRepository(postgres_client)

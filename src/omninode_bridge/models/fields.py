@@ -2,14 +2,16 @@
 
 Every rule raises ``ValueError`` with a message that pydantic attaches to the
 field's ``loc``, so a rejection always names the field (``endpoints.stamp``,
-``capabilities``...). JSON objects are normalized by an orjson round trip, so
-what a model holds is exactly what PostgreSQL's jsonb will store and return.
+``capabilities``...). JSON objects are normalized to what PostgreSQL's jsonb
+will store and return (tuples become lists, integral floats from 1e16 on
+become integers), so a registration reads back exactly as the model held it.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -75,30 +77,53 @@ def _check_endpoints(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-def _walk(value: Any, depth: int, max_depth: int) -> None:
+_EXACT_FLOAT_LIMIT = 1e16  # from here on, jsonb prints integral floats as integers
+_INT64 = 2**63
+
+
+def _number(value: float) -> float | int:
+    if not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if abs(value) >= _EXACT_FLOAT_LIMIT and value.is_integer():
+        # jsonb stores 3.95e16 as the integer 39500000000000000 and returns it
+        # as such; hold the same value here so that what is stored is returned.
+        if abs(value) >= _INT64:
+            raise ValueError("numbers must be within ±9.2e18 when they have no fraction")
+        return int(Decimal(repr(value)))
+    return value
+
+
+def _normalize(value: Any, depth: int, max_depth: int) -> Any:
+    """``value`` as jsonb will return it; ValueError naming the rule it breaks."""
     if depth > max_depth:
         raise ValueError(f"nesting is deeper than {max_depth} levels")
+    if value is None or isinstance(value, bool):
+        return value
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("strings must not contain the NUL character (\\u0000)")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
+        return value
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ValueError("integers must fit in 64 bits")
+        return value
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"object keys must be strings, got {type(key).__name__}")
             if "\x00" in key:
                 raise ValueError("keys must not contain the NUL character (\\u0000)")
-            _walk(item, depth + 1, max_depth)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _walk(item, depth + 1, max_depth)
-    elif value is not None and not isinstance(value, bool | int):
-        raise ValueError(
-            "values must be JSON (object, array, string, number, bool, null), "
-            f"got {type(value).__name__}"
-        )
+            out[key] = _normalize(item, depth + 1, max_depth)
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalize(item, depth + 1, max_depth) for item in value]
+    raise ValueError(
+        "values must be JSON (object, array, string, number, bool, null), "
+        f"got {type(value).__name__}"
+    )
 
 
 def check_json_object(
@@ -106,15 +131,14 @@ def check_json_object(
     max_bytes: int = DEFAULT_MAX_JSON_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> dict[str, Any]:
-    """A JSON object as jsonb will store it; raises ValueError naming the rule it breaks."""
-    _walk(value, 1, max_depth)
+    """A JSON object as jsonb will store and return it; ValueError naming the broken rule."""
+    normalized: dict[str, Any] = _normalize(value, 1, max_depth)
     try:
-        encoded = orjson.dumps(value)
-    except (orjson.JSONEncodeError, TypeError) as exc:
+        encoded = orjson.dumps(normalized)
+    except (orjson.JSONEncodeError, TypeError) as exc:  # e.g. lone surrogates in strings
         raise ValueError(f"is not encodable as JSON ({exc})") from None
     if len(encoded) > max_bytes:
         raise ValueError(f"is {len(encoded)} bytes as JSON; at most {max_bytes} allowed")
-    normalized: dict[str, Any] = orjson.loads(encoded)
     return normalized
 
 

@@ -168,8 +168,8 @@ class ToolRegistrationRepository:
         A list value means "contains all of these"; a scalar means equality.
         Ordered by tool_id; served by the GIN index.
         """
-        if not isinstance(capability_key, str) or not capability_key:
-            raise ValidationFailedError([("capability_key", "must be a non-empty string")])
+        if not isinstance(capability_key, str):
+            raise ValidationFailedError([("capability_key", "must be a string")])
         try:
             probe = check_json_object({capability_key: capability_value})
         except ValueError as exc:
