@@ -15,25 +15,39 @@ boundary (``services.postgres_client``) with the original kept as
     ├── DatabaseError                 any other database failure (original kept as __cause__)
     │   └── MigrationError            the schema is missing, behind, or a migration failed
     ├── ResyncRequiredError           a change-feed cursor older than the feed's retention
-    └── RegistrationError             a problem with one tool's registration
-        ├── ValidationFailedError     input rejected before any write (names the field)
-        ├── ToolAlreadyRegisteredError   a tool_id that is already taken
-        └── ToolNotFoundError         a tool_id that is not registered (where absence is an error)
+    ├── RegistrationError             a problem with one tool's registration
+    │   ├── ValidationFailedError     input rejected before any write (names the field)
+    │   ├── ToolAlreadyRegisteredError   a tool_id that is already taken
+    │   └── ToolNotFoundError         a tool_id that is not registered (where absence is an error)
+    ├── AuthError                     a request's credentials
+    │   ├── AuthenticationError       no token, or an unknown or revoked one (HTTP 401)
+    │   └── PermissionDeniedError     a valid token without the right (HTTP 403)
+    └── DiscoveryError                finding or calling a tool (also a RuntimeError)
+        ├── NoRoutableToolError       no live tool offers the operation
+        ├── MissingEndpointError      the chosen tool has no endpoint for the operation
+        └── ToolCallError             the tool failed: unreachable, 4xx/5xx, or not JSON
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
+    "AuthenticationError",
     "ConfigurationError",
     "DatabaseError",
+    "DiscoveryError",
     "EmbeddedServerError",
     "MigrationError",
+    "MissingEndpointError",
+    "NoRoutableToolError",
     "NotConnectedError",
     "OmniNodeBridgeError",
+    "PermissionDeniedError",
     "RegistrationError",
     "RegistryUnavailableError",
     "ResyncRequiredError",
     "ToolAlreadyRegisteredError",
+    "ToolCallError",
     "ToolNotFoundError",
     "ValidationFailedError",
 ]
@@ -107,3 +121,62 @@ class ToolNotFoundError(RegistrationError, LookupError):
     def __init__(self, tool_id: str) -> None:
         self.tool_id = tool_id
         super().__init__(f"tool_id {tool_id!r} is not registered")
+
+
+class AuthError(OmniNodeBridgeError):
+    """A problem with a request's credentials."""
+
+
+class AuthenticationError(AuthError):
+    """No token, or one that is unknown or revoked."""
+
+
+class PermissionDeniedError(AuthError):
+    """A valid token that lacks the scope or ownership the action needs."""
+
+
+class DiscoveryError(OmniNodeBridgeError, RuntimeError):
+    """Finding or calling a tool failed; a RuntimeError too, which the guide's callers catch."""
+
+
+class NoRoutableToolError(DiscoveryError, LookupError):
+    """No live, healthy tool offers the operation."""
+
+    def __init__(self, operation: str, detail: str = "") -> None:
+        self.operation = operation
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"No tool found for operation: {operation}{suffix}")
+
+
+class MissingEndpointError(DiscoveryError):
+    """The chosen tool declares the operation but has no endpoint for it."""
+
+    def __init__(self, tool_id: str, operation: str) -> None:
+        self.tool_id = tool_id
+        self.operation = operation
+        super().__init__(f"Tool {tool_id} does not have endpoint for: {operation}")
+
+
+class ToolCallError(DiscoveryError):
+    """Calling a tool failed: it could not be reached, answered 4xx/5xx, or sent non-JSON.
+
+    ``status`` is the HTTP status (``None`` when no answer came back);
+    ``body_excerpt`` holds the start of the answer.
+    """
+
+    def __init__(
+        self,
+        tool_id: str,
+        endpoint: str,
+        message: str,
+        status: int | None = None,
+        body_excerpt: str = "",
+    ) -> None:
+        self.tool_id = tool_id
+        self.endpoint = endpoint
+        self.status = status
+        self.body_excerpt = body_excerpt
+        where = f"tool {tool_id} at {endpoint}"
+        code = f" answered {status}" if status is not None else ""
+        excerpt = f": {body_excerpt!r}" if body_excerpt else ""
+        super().__init__(f"{where}{code}: {message}{excerpt}")

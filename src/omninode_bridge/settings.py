@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
-    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -36,9 +35,9 @@ _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 
 
-def _env(name: str) -> Any:
+def _env(name: str, default: Any, **constraints: Any) -> Any:
     # One exact environment name per field; the Python name also works as a keyword.
-    return Field(validation_alias=AliasChoices(name, name.lower()))
+    return Field(default=default, validation_alias=name, **constraints)
 
 
 class Settings(BaseSettings):
@@ -48,62 +47,54 @@ class Settings(BaseSettings):
         case_sensitive=False, extra="ignore", populate_by_name=True, frozen=True
     )
 
-    database_url: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    # -- database ---------------------------------------------------------------
+    database_url: SecretStr | None = _env("DATABASE_URL", None)
+    postgres_host: str | None = _env("POSTGRES_HOST", None)
+    postgres_port: int = _env("POSTGRES_PORT", 5432, ge=1, le=65535)
+    postgres_user: str = _env("POSTGRES_USER", "postgres", min_length=1)
+    postgres_password: SecretStr | None = _env("POSTGRES_PASSWORD", None)
+    postgres_db: str = _env("POSTGRES_DB", "omninode_bridge")
+    data_dir: Path | None = _env("TOOLREG_DATA_DIR", None)
+    pool_min_size: int = _env("TOOLREG_POOL_MIN_SIZE", 5, ge=0, le=1000)
+    pool_max_size: int = _env("TOOLREG_POOL_MAX_SIZE", 20, ge=1, le=1000)
+    connect_timeout: float = _env("TOOLREG_CONNECT_TIMEOUT", 10.0, gt=0, le=600)
+    command_timeout: float = _env("TOOLREG_COMMAND_TIMEOUT", 30.0, gt=0, le=3600)
+    statement_cache_size: int = _env("TOOLREG_STATEMENT_CACHE_SIZE", 100, ge=0, le=10000)
+
+    # -- registrations and the change feed ----------------------------------------
+    max_json_bytes: int = _env("TOOLREG_MAX_JSON_BYTES", 64 * 1024, ge=256, le=16 * 1024 * 1024)
+    event_retention_seconds: float = _env("TOOLREG_EVENT_RETENTION_SECONDS", 7 * 86400.0, gt=0)
+
+    # -- the HTTP server ----------------------------------------------------------
+    host: str = _env("TOOLREG_HOST", "127.0.0.1", min_length=1)
+    port: int = _env("TOOLREG_PORT", 8080, ge=0, le=65535)
+    max_body_bytes: int = _env("TOOLREG_MAX_BODY_BYTES", 1024 * 1024, ge=1024)
+    reads_require_token: bool = _env("TOOLREG_READS_REQUIRE_TOKEN", False)
+
+    # -- discovery and routing ------------------------------------------------------
+    ttl_seconds: float = _env("TOOLREG_TTL_SECONDS", 300.0, gt=0)
+    http_connect_timeout: float = _env("TOOLREG_HTTP_CONNECT_TIMEOUT", 2.0, gt=0, le=600)
+    http_read_timeout: float = _env("TOOLREG_HTTP_READ_TIMEOUT", 30.0, gt=0, le=3600)
+    route_max_attempts: int = _env("TOOLREG_ROUTE_MAX_ATTEMPTS", 3, ge=1, le=100)
+    eject_base_seconds: float = _env("TOOLREG_EJECT_BASE_SECONDS", 1.0, gt=0)
+    eject_max_seconds: float = _env("TOOLREG_EJECT_MAX_SECONDS", 60.0, gt=0)
+    stale_index_grace_seconds: float = _env("TOOLREG_STALE_INDEX_GRACE_SECONDS", 30.0, ge=0)
+
+    # -- liveness: reaper and active health checks -----------------------------------
+    retention_seconds: float = _env("TOOLREG_RETENTION_SECONDS", 3600.0, gt=0)
+    self_preservation_threshold: float = _env(
+        "TOOLREG_SELF_PRESERVATION_THRESHOLD", 0.5, gt=0, le=1
     )
-    postgres_host: str | None = Field(
-        default=None, validation_alias=AliasChoices("POSTGRES_HOST", "postgres_host")
-    )
-    postgres_port: int = Field(
-        default=5432,
-        ge=1,
-        le=65535,
-        validation_alias=AliasChoices("POSTGRES_PORT", "postgres_port"),
-    )
-    postgres_user: str = Field(
-        default="postgres",
-        min_length=1,
-        validation_alias=AliasChoices("POSTGRES_USER", "postgres_user"),
-    )
-    postgres_password: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("POSTGRES_PASSWORD", "postgres_password")
-    )
-    postgres_db: str = Field(
-        default="omninode_bridge", validation_alias=AliasChoices("POSTGRES_DB", "postgres_db")
-    )
-    data_dir: Path | None = Field(
-        default=None, validation_alias=AliasChoices("TOOLREG_DATA_DIR", "data_dir")
-    )
-    pool_min_size: int = Field(
-        default=5,
-        ge=0,
-        le=1000,
-        validation_alias=AliasChoices("TOOLREG_POOL_MIN_SIZE", "pool_min_size"),
-    )
-    pool_max_size: int = Field(
-        default=20,
-        ge=1,
-        le=1000,
-        validation_alias=AliasChoices("TOOLREG_POOL_MAX_SIZE", "pool_max_size"),
-    )
-    connect_timeout: float = Field(
-        default=10.0,
-        gt=0,
-        le=600,
-        validation_alias=AliasChoices("TOOLREG_CONNECT_TIMEOUT", "connect_timeout"),
-    )
-    command_timeout: float = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        validation_alias=AliasChoices("TOOLREG_COMMAND_TIMEOUT", "command_timeout"),
-    )
-    statement_cache_size: int = Field(
-        default=100,
-        ge=0,
-        le=10000,
-        validation_alias=AliasChoices("TOOLREG_STATEMENT_CACHE_SIZE", "statement_cache_size"),
-    )
+    reap_interval_seconds: float = _env("TOOLREG_REAP_INTERVAL_SECONDS", 60.0, gt=0)
+    check_interval_seconds: float = _env("TOOLREG_CHECK_INTERVAL_SECONDS", 30.0, gt=0)
+    check_timeout_seconds: float = _env("TOOLREG_CHECK_TIMEOUT_SECONDS", 5.0, gt=0)
+    check_concurrency: int = _env("TOOLREG_CHECK_CONCURRENCY", 50, ge=1, le=10000)
+    check_fail_threshold: int = _env("TOOLREG_CHECK_FAIL_THRESHOLD", 3, ge=1, le=100)
+    check_pass_threshold: int = _env("TOOLREG_CHECK_PASS_THRESHOLD", 2, ge=1, le=100)
+
+    # -- auto-discovery from etcd ------------------------------------------------------
+    etcd_endpoints: str | None = _env("TOOLREG_ETCD_ENDPOINTS", None)
+    etcd_prefix: str = _env("TOOLREG_ETCD_PREFIX", "/omninode/tools/", min_length=1)
 
     @field_validator("database_url")
     @classmethod
@@ -138,11 +129,21 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_pool(self) -> Settings:
+    def _check_together(self) -> Settings:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError(
                 f"TOOLREG_POOL_MIN_SIZE ({self.pool_min_size}) exceeds "
                 f"TOOLREG_POOL_MAX_SIZE ({self.pool_max_size})"
+            )
+        if self.retention_seconds <= self.ttl_seconds:
+            raise ValueError(
+                f"TOOLREG_RETENTION_SECONDS ({self.retention_seconds}) must be longer than "
+                f"TOOLREG_TTL_SECONDS ({self.ttl_seconds})"
+            )
+        if self.eject_base_seconds > self.eject_max_seconds:
+            raise ValueError(
+                f"TOOLREG_EJECT_BASE_SECONDS ({self.eject_base_seconds}) exceeds "
+                f"TOOLREG_EJECT_MAX_SECONDS ({self.eject_max_seconds})"
             )
         return self
 
@@ -174,6 +175,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{loc.upper()}: {err['msg']}")
+            loc = ".".join(str(p) for p in err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc.upper()}: {message}" if loc else message)
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
