@@ -28,7 +28,8 @@ async def _raw_create(conn: asyncpg.Connection, tool_id: str) -> None:
         '{"operations": ["analyze"]}',
         "{}",
         "{}",
-        None,
+        None,  # health_endpoint
+        None,  # owner
     )
 
 

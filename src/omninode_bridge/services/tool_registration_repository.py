@@ -97,13 +97,16 @@ class ToolRegistrationRepository:
     # -- the guide's eight methods ------------------------------------------
 
     async def create_registration(
-        self, registration: ModelToolRegistrationCreate
+        self, registration: ModelToolRegistrationCreate, *, owner: str | None = None
     ) -> ModelToolRegistration:
         """Store a new tool; its registration counts as its first heartbeat.
 
+        ``owner`` (e.g. ``token:<id>``) is recorded beside the row when given.
         Raises ToolAlreadyRegisteredError (naming the id) when ``tool_id`` is taken.
         """
-        row = await self.client.fetchrow(Q["create_registration"], *_create_args(registration))
+        row = await self.client.fetchrow(
+            Q["create_registration"], *_create_args(registration), owner
+        )
         if row is None:
             raise ToolAlreadyRegisteredError([registration.tool_id])
         return ModelToolRegistration.from_row(row)
@@ -185,19 +188,22 @@ class ToolRegistrationRepository:
     # -- beyond the guide -----------------------------------------------------
 
     async def upsert_registration(
-        self, registration: ModelToolRegistrationCreate
+        self, registration: ModelToolRegistrationCreate, *, owner: str | None = None
     ) -> tuple[ModelToolRegistration, bool]:
         """Create or replace ``registration`` (a restarting tool); ``True`` when it was created.
 
-        Replacing keeps ``id`` and ``registered_at``, refreshes the heartbeat,
-        and records a change event only when the content differs.
+        Replacing keeps ``id``, ``registered_at`` and the owner, refreshes the
+        heartbeat, and records a change event only when the content differs.
+        ``owner`` is recorded only when the tool is created.
         """
-        row = await self.client.fetchrow(Q["upsert_registration"], *_create_args(registration))
+        row = await self.client.fetchrow(
+            Q["upsert_registration"], *_create_args(registration), owner
+        )
         assert row is not None  # INSERT ... ON CONFLICT DO UPDATE always returns the row
         return ModelToolRegistration.from_row(row), bool(row["created"])
 
     async def create_registrations(
-        self, registrations: Sequence[ModelToolRegistrationCreate]
+        self, registrations: Sequence[ModelToolRegistrationCreate], *, owner: str | None = None
     ) -> list[ModelToolRegistration]:
         """Register a batch in one statement and one transaction: all or nothing.
 
@@ -215,7 +221,7 @@ class ToolRegistrationRepository:
             )
         columns = list(zip(*(_create_args(r) for r in registrations), strict=True))
         async with self.client.transaction() as conn:
-            rows = await conn.fetch(Q["create_registrations"], *(list(c) for c in columns))
+            rows = await conn.fetch(Q["create_registrations"], *(list(c) for c in columns), owner)
             if len(rows) != len(ids):
                 stored = {row["tool_id"] for row in rows}
                 # Raising inside the transaction rolls the whole batch back.
@@ -239,6 +245,19 @@ class ToolRegistrationRepository:
         )
         found = {row["tool_id"] for row in rows}
         return [i for i in wanted if i not in found]
+
+    async def get_owner(self, tool_id: str) -> str | None:
+        """Who owns ``tool_id`` (``token:<id>`` or ``source:<name>``).
+
+        ``None`` when the tool has no owner or is not registered.
+        """
+        owner = await self.client.fetchval(Q["get_owner"], tool_id)
+        return str(owner) if owner is not None else None
+
+    async def get_owners(self, tool_ids: Sequence[str]) -> dict[str, str]:
+        """The owners of those of ``tool_ids`` that have one."""
+        rows = await self.client.fetch(Q["get_owners"], list(tool_ids))
+        return {row["tool_id"]: row["owner"] for row in rows}
 
     async def count_registrations(self, node_type: str | NodeType | None = None) -> int:
         """How many tools are registered (of ``node_type``, when given)."""

@@ -12,6 +12,9 @@ WITH ins AS (
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
     SELECT 'created', ins.tool_id, ins.id, to_jsonb(ins) FROM ins
+), own AS (
+    INSERT INTO tool_owners (tool_id, owner)
+    SELECT ins.tool_id, $7::varchar FROM ins WHERE $7::varchar IS NOT NULL
 )
 SELECT * FROM ins
 
@@ -27,6 +30,9 @@ WITH ins AS (
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
     SELECT 'created', ins.tool_id, ins.id, to_jsonb(ins) FROM ins
+), own AS (
+    INSERT INTO tool_owners (tool_id, owner)
+    SELECT ins.tool_id, $7::varchar FROM ins WHERE $7::varchar IS NOT NULL
 )
 SELECT * FROM ins
 
@@ -62,6 +68,9 @@ WITH prev AS (
             IS NOT DISTINCT FROM (up.node_type, up.capabilities, up.endpoints, up.metadata,
                                   up.health_endpoint)
     )
+), own AS (
+    INSERT INTO tool_owners (tool_id, owner)
+    SELECT up.tool_id, $7::varchar FROM up WHERE up.created AND $7::varchar IS NOT NULL
 )
 SELECT * FROM up
 
@@ -138,3 +147,9 @@ WHERE ($1::jsonb IS NULL OR capabilities @> $1::jsonb)
   AND ($5::varchar IS NULL OR tool_id > $5::varchar)
 ORDER BY tool_id
 LIMIT $6
+
+-- name: get_owner
+SELECT owner FROM tool_owners WHERE tool_id = $1
+
+-- name: get_owners
+SELECT tool_id, owner FROM tool_owners WHERE tool_id = ANY($1::varchar[])

@@ -1,0 +1,29 @@
+-- Queries of TokenService. Secrets are never stored: only their SHA-256.
+
+-- name: create_token
+INSERT INTO registry_tokens (name, scope, secret_hash)
+VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
+RETURNING id, name, scope, created_at, last_used_at
+
+-- name: authenticate
+WITH t AS (
+    SELECT id, name, scope, secret_hash, last_used_at
+    FROM registry_tokens
+    WHERE secret_hash = $1 AND revoked_at IS NULL
+), touch AS (
+    -- At most one write a minute per token: "last used" need not be exact.
+    UPDATE registry_tokens r SET last_used_at = now()
+    FROM t
+    WHERE r.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds')
+)
+SELECT id, name, scope, secret_hash FROM t
+
+-- name: list_tokens
+SELECT id, name, scope, created_at, last_used_at
+FROM registry_tokens WHERE revoked_at IS NULL ORDER BY name
+
+-- name: revoke_token
+UPDATE registry_tokens SET revoked_at = now()
+WHERE name = $1 AND revoked_at IS NULL
+RETURNING id

@@ -1,0 +1,147 @@
+"""API tokens: created with a random secret shown once, stored only as a hash.
+
+A secret is ``trg_`` followed by 43 URL-safe characters (256 random bits).
+The database keeps its SHA-256 (a fast hash is right for a secret of full
+entropy: there is nothing to brute-force); lookups go by that hash and the
+match is confirmed with a constant-time compare. Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+import asyncpg
+
+from omninode_bridge.errors import AuthenticationError, ValidationFailedError
+from omninode_bridge.models.timestamps import to_utc
+from omninode_bridge.services.postgres_client import PostgresClient
+from omninode_bridge.services.sql import load_queries
+
+__all__ = ["CreatedToken", "Principal", "Scope", "TokenInfo", "TokenService", "hash_secret"]
+
+Q = load_queries("tokens.sql")
+SECRET_PREFIX = "trg_"  # noqa: S105 - a marker, not a secret
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
+
+
+class Scope(StrEnum):
+    """What a token may do: ``read`` < ``write`` < ``admin``."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return {"read": 0, "write": 1, "admin": 2}[self.value]
+
+    def allows(self, needed: Scope) -> bool:
+        """True when this scope includes ``needed``."""
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller behind a valid token."""
+
+    token_id: UUID
+    name: str
+    scope: Scope
+
+    @property
+    def owner(self) -> str:
+        """The owner string recorded for tools this token registers."""
+        return f"token:{self.token_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as listed: never its secret."""
+
+    id: UUID
+    name: str
+    scope: Scope
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedToken:
+    """A new token and its secret, which exists nowhere else: show it once."""
+
+    info: TokenInfo
+    secret: str
+
+
+def hash_secret(secret: str) -> bytes:
+    """The stored form of a secret."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def _info(row: asyncpg.Record) -> TokenInfo:
+    last = row["last_used_at"]
+    return TokenInfo(
+        id=row["id"],
+        name=row["name"],
+        scope=Scope(row["scope"]),
+        created_at=to_utc(row["created_at"]),
+        last_used_at=to_utc(last) if last is not None else None,
+    )
+
+
+class TokenService:
+    """Create, list, revoke and check API tokens."""
+
+    def __init__(self, postgres_client: PostgresClient) -> None:
+        self.client = postgres_client
+
+    async def create(self, name: str, scope: Scope | str) -> CreatedToken:
+        """A new token named ``name``; ValidationFailedError if the name is taken or malformed."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValidationFailedError(
+                [
+                    (
+                        "name",
+                        "must be 1-100 letters, digits or . _ : @ - (first a letter or digit)",
+                    )
+                ]
+            )
+        try:
+            level = Scope(scope)
+        except ValueError:
+            raise ValidationFailedError([("scope", "must be read, write or admin")]) from None
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        row = await self.client.fetchrow(Q["create_token"], name, level.value, hash_secret(secret))
+        if row is None:
+            raise ValidationFailedError([("name", f"a token named {name!r} already exists")])
+        return CreatedToken(info=_info(row), secret=secret)
+
+    async def list(self) -> list[TokenInfo]:
+        """Active tokens, by name."""
+        return [_info(row) for row in await self.client.fetch(Q["list_tokens"])]
+
+    async def revoke(self, name: str) -> bool:
+        """Revoke the active token ``name``; ``False`` when there is none."""
+        return await self.client.fetchrow(Q["revoke_token"], name) is not None
+
+    async def authenticate(self, secret: str | None) -> Principal:
+        """The principal behind ``secret``.
+
+        Raises AuthenticationError when it is missing, unknown or revoked.
+        """
+        if not secret:
+            raise AuthenticationError("a bearer token is required (Authorization: Bearer <token>)")
+        if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
+            raise AuthenticationError("the bearer token is not valid")
+        digest = hash_secret(secret)
+        row = await self.client.fetchrow(Q["authenticate"], digest)
+        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
+            raise AuthenticationError("the bearer token is not valid")
+        return Principal(token_id=row["id"], name=row["name"], scope=Scope(row["scope"]))
