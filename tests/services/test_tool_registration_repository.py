@@ -442,3 +442,26 @@ async def test_find_tools_pages_visit_every_tool_exactly_once(
 async def test_errors_are_in_the_one_tree(repository: ToolRegistrationRepository) -> None:
     with pytest.raises(OmniNodeBridgeError):
         await repository.find_tools(where="$$$")
+
+
+async def test_owner_is_recorded_and_guards_deletion(repository: ToolRegistrationRepository) -> None:
+    await repository.create_registration(tool("owned"), owner="token:abc")
+    await repository.upsert_registration(tool("upserted"), owner="source:etcd")
+    await repository.create_registrations([tool("b1"), tool("b2")], owner="token:xyz")
+    await repository.create_registration(tool("unowned"))
+    assert await repository.get_owner("owned") == "token:abc"
+    assert await repository.get_owner("unowned") is None
+    assert await repository.get_owners(["owned", "upserted", "b1", "b2", "unowned", "ghost"]) == {
+        "owned": "token:abc",
+        "upserted": "source:etcd",
+        "b1": "token:xyz",
+        "b2": "token:xyz",
+    }
+    # A later upsert never changes the owner.
+    await repository.upsert_registration(tool("upserted", node_type="effect"), owner="token:other")
+    assert await repository.get_owner("upserted") == "source:etcd"
+    assert await repository.delete_registration("owned", owner="token:other") is False
+    assert await repository.get_registration("owned") is not None
+    assert await repository.delete_registration("unowned", owner="source:etcd") is False
+    assert await repository.delete_registration("owned", owner="token:abc") is True
+    assert await repository.get_owner("owned") is None

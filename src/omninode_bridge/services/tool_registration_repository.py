@@ -158,9 +158,15 @@ class ToolRegistrationRepository:
             return _rows(await self.client.fetch(Q["list_all"]))
         return _rows(await self.client.fetch(Q["list_by_node_type"], kind))
 
-    async def delete_registration(self, tool_id: str, reason: str | None = None) -> bool:
-        """Remove ``tool_id``; ``False`` when it was not registered. ``reason`` goes to the feed."""
-        count = await self.client.fetchval(Q["delete_registration"], tool_id, reason)
+    async def delete_registration(
+        self, tool_id: str, reason: str | None = None, *, owner: str | None = None
+    ) -> bool:
+        """Remove ``tool_id``; ``False`` when it was not registered.
+
+        ``reason`` goes to the change feed. With ``owner``, the tool is removed
+        only if that is its owner (``False`` otherwise), in the same statement.
+        """
+        count = await self.client.fetchval(Q["delete_registration"], tool_id, reason, owner)
         return bool(count)
 
     async def find_by_capability(

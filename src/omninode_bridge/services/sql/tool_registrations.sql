@@ -96,7 +96,11 @@ SELECT * FROM upd
 
 -- name: delete_registration
 WITH del AS (
-    DELETE FROM tool_registrations WHERE tool_id = $1 RETURNING *
+    DELETE FROM tool_registrations t
+    WHERE t.tool_id = $1
+      AND ($3::varchar IS NULL
+           OR EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $3))
+    RETURNING t.*
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration, reason)
     SELECT 'deleted', del.tool_id, del.id, to_jsonb(del), $2::text FROM del
