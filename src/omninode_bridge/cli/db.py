@@ -114,7 +114,7 @@ def _psql_binary() -> str:
 @app.command()
 def psql(
     ctx: typer.Context,
-    args: list[str] = typer.Argument(None, help="Extra arguments passed to psql, after --."),  # noqa: B008
+    args: list[str] = typer.Argument(None, help="Extra arguments passed to psql, after --."),
 ) -> None:
     """Open psql on the database (extra arguments after --, e.g. -- -c '\\di')."""
     settings = settings_from(ctx)

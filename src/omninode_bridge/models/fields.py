@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import re
+from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -23,10 +25,12 @@ __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
     "Endpoints",
     "HealthUrl",
+    "JsonLimits",
     "JsonObject",
     "ToolId",
     "check_json_object",
     "check_url",
+    "json_limits",
 ]
 
 TOOL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
@@ -142,13 +146,26 @@ def check_json_object(
     return normalized
 
 
+@dataclass(frozen=True, slots=True)
+class JsonLimits:
+    """Bounds for capabilities and metadata (TOOLREG_MAX_JSON_BYTES and the nesting depth)."""
+
+    max_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+
+# The bounds in force for the current task: a server sets them per request from
+# its settings (json_limits.set(...)); a validation context can override them.
+json_limits: ContextVar[JsonLimits] = ContextVar("json_limits", default=JsonLimits())  # noqa: B039 - frozen
+
+
 def _json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    # A validation context may carry other bounds (the server passes its settings).
+    limits = json_limits.get()
     context = info.context if isinstance(info.context, dict) else {}
     return check_json_object(
         value,
-        int(context.get("max_json_bytes", DEFAULT_MAX_JSON_BYTES)),
-        int(context.get("max_json_depth", DEFAULT_MAX_DEPTH)),
+        int(context.get("max_json_bytes", limits.max_bytes)),
+        int(context.get("max_json_depth", limits.max_depth)),
     )
 
 

@@ -265,12 +265,28 @@ class ToolRegistrationRepository:
         rows = await self.client.fetch(Q["get_owners"], list(tool_ids))
         return {row["tool_id"]: row["owner"] for row in rows}
 
+    async def existing_tool_ids(self, tool_ids: Sequence[str]) -> set[str]:
+        """Which of ``tool_ids`` are registered."""
+        rows = await self.client.fetch(Q["existing_tool_ids"], list(tool_ids))
+        return {row["tool_id"] for row in rows}
+
     async def count_registrations(self, node_type: str | NodeType | None = None) -> int:
         """How many tools are registered (of ``node_type``, when given)."""
         kind = _node_type(node_type)
         if kind is None:
             return int(await self.client.fetchval(Q["count_all"]))
         return int(await self.client.fetchval(Q["count_by_node_type"], kind))
+
+    async def count_per_node_type(self) -> dict[str, int]:
+        """How many tools of each node type are registered (every type present, zeros too)."""
+        counts = {kind.value: 0 for kind in NodeType}
+        for row in await self.client.fetch(Q["count_per_node_type"]):
+            counts[row["node_type"]] = int(row["n"])
+        return counts
+
+    async def count_healthy(self, max_age_seconds: float) -> int:
+        """How many tools heartbeated within ``max_age_seconds`` (database clock)."""
+        return int(await self.client.fetchval(Q["count_healthy"], float(max_age_seconds)))
 
     async def find_tools(
         self,

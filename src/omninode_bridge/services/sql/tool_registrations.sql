@@ -157,3 +157,13 @@ SELECT owner FROM tool_owners WHERE tool_id = $1
 
 -- name: get_owners
 SELECT tool_id, owner FROM tool_owners WHERE tool_id = ANY($1::varchar[])
+
+-- name: existing_tool_ids
+SELECT tool_id FROM tool_registrations WHERE tool_id = ANY($1::varchar[])
+
+-- name: count_per_node_type
+SELECT node_type, count(*) AS n FROM tool_registrations GROUP BY node_type
+
+-- name: count_healthy
+SELECT count(*) FROM tool_registrations
+WHERE last_heartbeat > now() - make_interval(secs => $1::float8)

@@ -1,0 +1,136 @@
+"""The app factory: ``create_app(settings)`` builds one registry server, state and all.
+
+Nothing lives at module level: the pool, the services and the metrics
+registry are created in the lifespan and hang off ``app.state.toolreg``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from omninode_bridge import __version__
+from omninode_bridge.api.body_limit import BodyLimitMiddleware
+from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
+from omninode_bridge.api.problems import install_problem_handlers
+from omninode_bridge.api.routes import changes, health, search, tools
+from omninode_bridge.api.state import AppState
+from omninode_bridge.errors import OmniNodeBridgeError
+from omninode_bridge.models import ChangeEvent
+from omninode_bridge.models.fields import JsonLimits, json_limits
+from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.tokens import TokenService
+from omninode_bridge.settings import Settings, load_settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+GAUGE_REFRESH_SECONDS = 5.0
+
+
+class _JsonLimitsMiddleware:
+    """Applies the configured JSON bounds to every request's validation."""
+
+    def __init__(self, app: ASGIApp, limits: JsonLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = json_limits.set(self.limits)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            json_limits.reset(token)
+
+
+async def _refresh_gauges(state: AppState) -> None:
+    while True:
+        try:
+            for node_type, count in (await state.repository.count_per_node_type()).items():
+                state.metrics.registered_tools.labels(node_type).set(count)
+            healthy = await state.repository.count_healthy(state.settings.ttl_seconds)
+            state.metrics.healthy_tools.set(healthy)
+        except OmniNodeBridgeError as exc:
+            logger.warning("could not refresh registry gauges: %s", exc)
+        await asyncio.sleep(GAUGE_REFRESH_SECONDS)
+
+
+def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> FastAPI:
+    """A registry server app on ``dsn`` (default: from ``settings``; embedded if none).
+
+    The schema must already be at head: ``toolreg serve`` migrates before it
+    starts the app.
+    """
+    settings = settings if settings is not None else load_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = PostgresClient(settings, dsn=dsn)
+        await client.connect()
+        repository = ToolRegistrationRepository(client)
+
+        def count_event(event: ChangeEvent) -> None:
+            metrics.change_events.labels(event.kind.value).inc()
+
+        hub = FeedHub(repository.feed, on_event=count_event)
+        state = AppState(
+            settings=settings,
+            client=client,
+            repository=repository,
+            tokens=TokenService(client),
+            metrics=metrics,
+            hub=hub,
+        )
+        pool = client.pool
+        metrics.bind_pool(
+            lambda: float(pool.get_size()),
+            lambda: float(pool.get_size() - pool.get_idle_size()),
+            lambda: float(pool.get_max_size()),
+        )
+        app.state.toolreg = state
+        try:
+            await hub.start()
+            state.background.append(asyncio.create_task(_refresh_gauges(state)))
+            yield
+        finally:
+            for task in state.background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await hub.aclose()
+            if state.discovery is not None:
+                await state.discovery.aclose()
+            await client.close()
+
+    app = FastAPI(
+        title="omninode tool registry",
+        version=__version__,
+        description=(
+            "Register tools with their node type, capabilities and endpoints, keep them "
+            "alive with heartbeats, and find them by capability. Errors are RFC 9457 "
+            "problem+json. Writes need `Authorization: Bearer <token>` "
+            "(`toolreg token create`)."
+        ),
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for module in (health, tools, search, changes):
+        app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(_JsonLimitsMiddleware, limits=JsonLimits(max_bytes=settings.max_json_bytes))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,176 @@
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``.
+
+The handlers map the one exception tree onto HTTP statuses; anything
+unexpected is logged with its traceback and answered as a bare 500 that leaks
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from omninode_bridge.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    MigrationError,
+    NoRoutableToolError,
+    OmniNodeBridgeError,
+    PermissionDeniedError,
+    RegistryUnavailableError,
+    ResyncRequiredError,
+    ToolAlreadyRegisteredError,
+    ToolNotFoundError,
+    ValidationFailedError,
+)
+
+__all__ = ["FieldError", "Problem", "install_problem_handlers", "problem_response"]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "https://omninode.dev/problems/"
+RETRY_AFTER_SECONDS = 5
+
+
+class FieldError(BaseModel):
+    """One offending field: its dotted path and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    errors: list[tuple[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + (slug or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = [{"field": f, "message": m} for f, m in errors]
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+async def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = "; ".join(str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors)
+        return problem_response(400, "Malformed JSON", detail, instance=request.url.path)
+    fields = [
+        (_loc(e.get("loc", ())), str(e.get("msg", "invalid")).removeprefix("Value error, "))
+        for e in errors
+    ]
+    return problem_response(
+        422,
+        "Validation failed",
+        "; ".join(f"{f}: {m}" for f, m in fields),
+        slug="validation-failed",
+        instance=request.url.path,
+        errors=fields,
+    )
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+    title = titles.get(exc.status_code, "HTTP error")
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.method} {request.url.path}"
+    return problem_response(
+        exc.status_code, title, detail, instance=request.url.path, headers=exc.headers
+    )
+
+
+_STATUS: list[tuple[type[OmniNodeBridgeError], int, str]] = [
+    (ValidationFailedError, 422, "Validation failed"),
+    (ToolAlreadyRegisteredError, 409, "Tool already registered"),
+    (ToolNotFoundError, 404, "Tool not found"),
+    (NoRoutableToolError, 404, "No routable tool"),
+    (AuthenticationError, 401, "Unauthorized"),
+    (PermissionDeniedError, 403, "Forbidden"),
+    (ResyncRequiredError, 410, "Resync required"),
+    (RegistryUnavailableError, 503, "Registry unavailable"),
+    (MigrationError, 503, "Schema not ready"),
+    (ConfigurationError, 503, "Registry misconfigured"),
+]
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OmniNodeBridgeError)
+    for cls, status, title in _STATUS:
+        if isinstance(exc, cls):
+            headers: dict[str, str] = {}
+            errors = exc.errors if isinstance(exc, ValidationFailedError) else None
+            if status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="toolreg"'
+            if status == 503:
+                headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                logger.warning("%s %s: %s", request.method, request.url.path, exc)
+            return problem_response(
+                status, title, str(exc), instance=request.url.path, errors=errors, headers=headers
+            )
+    logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    return problem_response(
+        500, "Internal error", "the registry failed; see its log", instance=request.url.path
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.error("%s %s crashed", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500, "Internal error", "the registry failed; see its log", instance=request.url.path
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error of ``app`` through problem+json."""
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OmniNodeBridgeError, _domain)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,99 @@
+"""``GET /v1/changes``: the change feed as Server-Sent Events, resumable.
+
+Each event carries ``id: <cursor>``; a client that reconnects with
+``Last-Event-ID`` (or ``?since=<cursor>``) gets exactly the events after it.
+With neither, the stream starts at the newest event (new ones only);
+``?since=0-0`` replays everything still retained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from omninode_bridge.api.auth import Reader
+from omninode_bridge.api.routes.common import State, problems
+from omninode_bridge.errors import OmniNodeBridgeError
+from omninode_bridge.models import ChangeEvent
+from omninode_bridge.services.cursors import FeedPosition
+
+router = APIRouter(prefix="/v1", tags=["changes"])
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def _frame(event: ChangeEvent) -> bytes:
+    data = orjson.dumps(event.model_dump(mode="json"))
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event.cursor.encode(),
+        event.kind.value.encode(),
+        data,
+    )
+
+
+@router.get(
+    "/changes",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "An endless event stream"},
+        **problems(401, 410, 422),
+    },
+)
+async def changes(
+    request: Request,
+    state: State,
+    _: Reader,
+    since: Annotated[
+        str | None, Query(max_length=64, description="Resume after this cursor.")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    """Follow every create, update and delete as it commits."""
+    cursor = last_event_id or since
+    FeedPosition.parse(cursor, field="since")  # a malformed cursor is a 422 before streaming
+    if cursor:
+        # A pruned cursor is a 410 before streaming, not a broken stream.
+        await state.repository.feed.changes(cursor, 1)
+    events = state.hub.subscribe(cursor)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b": connected\n\n"
+        pending: asyncio.Task[ChangeEvent] | None = None
+        try:
+            while not await request.is_disconnected():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+                if not done:
+                    yield b": keepalive\n\n"
+                    continue
+                pending = None
+                try:
+                    event = done.pop().result()
+                except StopAsyncIteration:
+                    return
+                except OmniNodeBridgeError as exc:
+                    # The client reconnects with Last-Event-ID and loses nothing.
+                    yield b"event: error\ndata: %s\n\n" % orjson.dumps({"detail": str(exc)})
+                    return
+                yield _frame(event)
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(
+                    asyncio.CancelledError, StopAsyncIteration, OmniNodeBridgeError
+                ):
+                    await pending
+            await events.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

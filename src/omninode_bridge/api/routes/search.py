@@ -1,0 +1,25 @@
+"""``POST /v1/tools/search``: capability containment, node type, freshness and SQL/JSON path."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from omninode_bridge.api.auth import Reader
+from omninode_bridge.api.routes.common import State, problems
+from omninode_bridge.api.schemas import SearchRequest
+from omninode_bridge.models import ModelToolRegistrationPage
+
+router = APIRouter(prefix="/v1", tags=["tools"])
+
+
+@router.post("/tools/search", responses=problems(400, 401, 413, 422))
+async def search_tools(body: SearchRequest, state: State, _: Reader) -> ModelToolRegistrationPage:
+    """A page of tools matching every filter given, ordered by tool_id."""
+    return await state.repository.find_tools(
+        capabilities=body.capabilities,
+        node_type=body.node_type,
+        max_age_seconds=body.healthy_within_seconds,
+        where=body.where,
+        limit=body.limit,
+        cursor=body.cursor,
+    )

@@ -1,0 +1,54 @@
+"""Request and response bodies of the HTTP API (beyond the registration models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from omninode_bridge.models import NodeType
+from omninode_bridge.models.query import MAX_PAGE_SIZE
+
+__all__ = ["HeartbeatBatch", "HeartbeatBatchResult", "SearchRequest", "Status"]
+
+
+class HeartbeatBatch(BaseModel):
+    """Heartbeat many tools in one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool_ids: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class HeartbeatBatchResult(BaseModel):
+    """How many heartbeats were recorded, and which ids are not registered."""
+
+    updated: int
+    unknown: list[str]
+
+
+class SearchRequest(BaseModel):
+    """``POST /v1/tools/search``: every filter optional, combined with AND."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capabilities: dict[str, Any] | None = Field(
+        default=None, description="JSONB containment: a list means 'contains all of these'."
+    )
+    node_type: NodeType | None = None
+    healthy_within_seconds: float | None = Field(default=None, gt=0)
+    where: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="SQL/JSON path predicate on capabilities, e.g. `$.max_file_size >= 5000000`.",
+    )
+    limit: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE)
+    cursor: str | None = Field(default=None, max_length=1024)
+
+
+class Status(BaseModel):
+    """``/health`` and ``/ready``."""
+
+    status: str
+    detail: dict[str, Any] | None = None

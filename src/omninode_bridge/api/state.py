@@ -1,0 +1,36 @@
+"""What the app's routes share, created by the app factory (never at module level)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from omninode_bridge.api.metrics import Metrics
+from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.tokens import TokenService
+from omninode_bridge.settings import Settings
+
+__all__ = ["AppState", "get_state"]
+
+
+@dataclass
+class AppState:
+    """Services of one running app."""
+
+    settings: Settings
+    client: PostgresClient
+    repository: ToolRegistrationRepository
+    tokens: TokenService
+    metrics: Metrics
+    hub: FeedHub
+    discovery: Any = None  # a ToolDiscoveryService once routing is wired in
+    background: list[Any] = field(default_factory=list)
+
+
+def get_state(request: Request) -> AppState:
+    """The app's state (a FastAPI dependency)."""
+    state: AppState = request.app.state.toolreg
+    return state

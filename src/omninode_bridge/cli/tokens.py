@@ -1,0 +1,78 @@
+"""``toolreg token``: create, list and revoke API tokens (secrets are shown once, stored hashed)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from omninode_bridge.cli.common import console, database, print_json, run_async, settings_from
+from omninode_bridge.services.tokens import CreatedToken, Scope, TokenInfo, TokenService
+
+app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="A unique name, e.g. the tool or team using it."),
+    scope: Scope = typer.Option(Scope.WRITE, "--scope", help="read, write or admin."),
+) -> None:
+    """Create a token. Its secret is printed once, alone on the last line: store it now."""
+    settings = settings_from(ctx)
+
+    async def go() -> CreatedToken:
+        async with database(settings) as repository:
+            return await TokenService(repository.client).create(name, scope)
+
+    created = run_async(go())
+    console.print(f"created token {created.info.name!r} with scope {created.info.scope.value}")
+    console.print("its secret follows; it is not stored anywhere and cannot be shown again:")
+    print(created.secret)
+
+
+@app.command("list")
+def list_tokens(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List active tokens (never their secrets)."""
+    settings = settings_from(ctx)
+
+    async def go() -> list[TokenInfo]:
+        async with database(settings) as repository:
+            return await TokenService(repository.client).list()
+
+    tokens = run_async(go())
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": t.name,
+                    "scope": t.scope.value,
+                    "created_at": t.created_at.isoformat(),
+                    "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                }
+                for t in tokens
+            ]
+        )
+        return
+    table = Table("name", "scope", "created", "last used")
+    for t in tokens:
+        last = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "never"
+        table.add_row(t.name, t.scope.value, t.created_at.strftime("%Y-%m-%d %H:%M:%S"), last)
+    console.print(table)
+
+
+@app.command()
+def revoke(ctx: typer.Context, name: str = typer.Argument(..., help="The token's name.")) -> None:
+    """Revoke a token: requests with it get 401 from then on."""
+    settings = settings_from(ctx)
+
+    async def go() -> bool:
+        async with database(settings) as repository:
+            return await TokenService(repository.client).revoke(name)
+
+    if not run_async(go()):
+        console.print(f"no active token named {name!r}")
+        raise typer.Exit(1)
+    console.print(f"revoked token {name!r}")
