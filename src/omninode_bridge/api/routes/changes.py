@@ -65,17 +65,24 @@ async def changes(
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
         pending: asyncio.Task[ChangeEvent] | None = None
+        stopping = asyncio.ensure_future(state.stopping.wait())
         try:
             while not await request.is_disconnected():
                 if pending is None:
                     pending = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+                done, _ = await asyncio.wait(
+                    {pending, stopping},
+                    timeout=KEEPALIVE_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stopping in done:
+                    return  # the server is shutting down; the client resumes elsewhere
                 if not done:
                     yield b": keepalive\n\n"
                     continue
-                pending = None
+                finished, pending = pending, None
                 try:
-                    event = done.pop().result()
+                    event = finished.result()
                 except StopAsyncIteration:
                     return
                 except OmniNodeBridgeError as exc:
@@ -84,6 +91,7 @@ async def changes(
                     return
                 yield _frame(event)
         finally:
+            stopping.cancel()
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(

@@ -1,0 +1,115 @@
+"""``toolreg tools``, ``toolreg token`` and ``toolreg heartbeat`` as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import yaml
+
+from tests.support import clean_env, run_cli
+
+TOOLS = [
+    {
+        "tool_id": "onextree-intelligence-v1",
+        "node_type": "compute",
+        "capabilities": {"operations": ["analyze", "predict"], "max_file_size": 2000},
+        "endpoints": {"analyze": "http://onextree:8080/api/v1/analyze"},
+    },
+    {
+        "tool_id": "workflow-orchestrator-v1",
+        "node_type": "orchestrator",
+        "capabilities": {"operations": ["execute"], "max_file_size": 10},
+        "endpoints": {"execute": "http://orchestrator:8081/api/v1/execute"},
+    },
+]
+
+
+def test_register_list_show_search_heartbeat_delete(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(DATABASE_URL=db_dsn, COLUMNS="200")
+    file = tmp_path / "tools.yaml"
+    file.write_text(yaml.safe_dump(TOOLS))
+    registered = run_cli("tools", "register", "-f", str(file), env=env)
+    assert registered.returncode == 0, registered.stderr
+    assert "registered onextree-intelligence-v1" in registered.stdout
+
+    again = run_cli("tools", "register", "-f", str(file), env=env)
+    assert again.returncode == 1
+    assert "already registered" in again.stderr
+    assert "Traceback" not in again.stderr
+
+    listed = run_cli("tools", "list", "--json", env=env)
+    rows = orjson.loads(listed.stdout)
+    assert [r["tool_id"] for r in rows] == ["onextree-intelligence-v1", "workflow-orchestrator-v1"]
+    assert all(r["heartbeat_age_seconds"] < 60 for r in rows)
+    table = run_cli("tools", "list", "--node-type", "compute", env=env)
+    assert "onextree-intelligence-v1" in table.stdout
+    assert "healthy" in table.stdout
+    assert "workflow-orchestrator-v1" not in table.stdout
+
+    shown = orjson.loads(run_cli("tools", "show", "workflow-orchestrator-v1", "--json", env=env).stdout)
+    assert shown["node_type"] == "orchestrator"
+    missing = run_cli("tools", "show", "nope", env=env)
+    assert missing.returncode == 1
+    assert "'nope' is not registered" in missing.stderr
+
+    search = run_cli(
+        "tools", "search", "--capability", "operations=analyze", "--where", "$.max_file_size > 1000",
+        "--json", env=env,
+    )
+    assert [r["tool_id"] for r in orjson.loads(search.stdout)] == ["onextree-intelligence-v1"]
+    none = run_cli("tools", "search", "-c", "operations=analyze", "--where", "$.max_file_size > 5000", env=env)
+    assert "no tools match" in none.stdout
+    bad = run_cli("tools", "search", "--where", "$.x >>> 1", env=env)
+    assert bad.returncode == 1
+    assert "where" in bad.stderr
+
+    beat = run_cli("heartbeat", "onextree-intelligence-v1", "ghost", env=env)
+    assert beat.returncode == 1
+    assert "not registered: ghost" in beat.stderr
+
+    assert run_cli("tools", "delete", "workflow-orchestrator-v1", env=env).returncode == 0
+    assert run_cli("tools", "delete", "workflow-orchestrator-v1", env=env).returncode == 1
+
+
+def test_register_rejects_bad_files_and_names_fields(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(DATABASE_URL=db_dsn)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([TOOLS[0], {"tool_id": "x", "node_type": "gateway", "endpoints": {"a": "ftp://x"}}]))
+    result = run_cli("tools", "register", "-f", str(bad), env=env)
+    assert result.returncode == 1
+    assert "[1].node_type" in result.stderr
+    assert "[1].endpoints.a" in result.stderr
+    assert orjson.loads(run_cli("tools", "list", "--json", env=env).stdout) == []
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_text("{: [")
+    assert "file" in run_cli("tools", "register", "-f", str(garbage), env=env).stderr
+
+
+def test_token_create_list_revoke(db_dsn: str) -> None:
+    env = clean_env(DATABASE_URL=db_dsn)
+    created = run_cli("token", "create", "--name", "ci-bot", "--scope", "write", env=env)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("trg_")
+    assert len(secret) >= 4 + 43  # 256 random bits
+    listed = run_cli("token", "list", "--json", env=env)
+    rows = orjson.loads(listed.stdout)
+    assert [(r["name"], r["scope"]) for r in rows] == [("ci-bot", "write")]
+    assert secret not in listed.stdout
+    dup = run_cli("token", "create", "--name", "ci-bot", env=env)
+    assert dup.returncode == 1
+    assert "already exists" in dup.stderr
+    bad_scope = run_cli("token", "create", "--name", "x", "--scope", "root", env=env)
+    assert bad_scope.returncode != 0
+    assert run_cli("token", "revoke", "ci-bot", env=env).returncode == 0
+    assert orjson.loads(run_cli("token", "list", "--json", env=env).stdout) == []
+    assert run_cli("token", "revoke", "ci-bot", env=env).returncode == 1
+
+
+def test_serve_refuses_a_database_behind_with_no_migrate(empty_db_dsn: str) -> None:
+    result = run_cli("serve", "--no-migrate", "--port", "0", env=clean_env(DATABASE_URL=empty_db_dsn))
+    assert result.returncode == 1
+    assert "toolreg db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
