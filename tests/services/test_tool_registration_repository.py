@@ -298,6 +298,8 @@ REPOSITORY_RULES: list[tuple[str, str, dict[str, Any]]] = [
     ("find_tools", "node_type", {"node_type": "gateway"}),
     ("find_tools", "max_age_seconds", {"max_age_seconds": -1}),
     ("find_tools", "capabilities", {"capabilities": {"a": "\x00"}}),
+    ("find_tools", "where", {"where": "$.a == \"\x00\""}),
+    ("find_tools", "cursor", {"cursor": "eyJhZnRlciI6ICJcdTAwMDAifQ"}),
 ]
 
 
@@ -465,3 +467,17 @@ async def test_owner_is_recorded_and_guards_deletion(repository: ToolRegistratio
     assert await repository.delete_registration("unowned", owner="source:etcd") is False
     assert await repository.delete_registration("owned", owner="token:abc") is True
     assert await repository.get_owner("owned") is None
+
+
+@pytest.mark.parametrize("tool_id", ["a\x00b", "", "x" * 300, "has space", "\ud800"])
+async def test_impossible_ids_are_simply_absent(
+    repository: ToolRegistrationRepository, tool_id: str
+) -> None:
+    await repository.create_registration(tool("real"))
+    assert await repository.get_registration(tool_id) is None
+    assert await repository.update_heartbeat(tool_id) is False
+    assert await repository.delete_registration(tool_id) is False
+    assert await repository.get_owner(tool_id) is None
+    assert await repository.update_heartbeats([tool_id, "real"]) == [tool_id]
+    assert await repository.existing_tool_ids([tool_id, "real"]) == {"real"}
+    assert await repository.update_registration(tool_id, ModelToolRegistrationUpdate(metadata={})) is None

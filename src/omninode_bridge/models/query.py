@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omninode_bridge.models.fields import JsonObject
 from omninode_bridge.models.node_type import NodeType
@@ -40,6 +40,13 @@ class ToolQuery(BaseModel):
     where: str | None = Field(default=None, min_length=1, max_length=4096)
     limit: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE)
     cursor: str | None = Field(default=None, max_length=1024)
+
+    @field_validator("where")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain the NUL character")
+        return value
 
 
 class ModelToolRegistrationPage(BaseModel):

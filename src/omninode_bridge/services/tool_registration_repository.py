@@ -9,6 +9,7 @@ that changes a registration records a change-feed event in the same statement
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from omninode_bridge.models import (
     NodeType,
     ToolQuery,
 )
-from omninode_bridge.models.fields import check_json_object
+from omninode_bridge.models.fields import TOOL_ID_PATTERN, check_json_object
 from omninode_bridge.services.change_feed import ChangeFeed
 from omninode_bridge.services.cursors import decode_page_cursor, encode_page_cursor
 from omninode_bridge.services.postgres_client import PostgresClient
@@ -37,6 +38,16 @@ __all__ = ["ToolRegistrationRepository"]
 
 Q = load_queries("tool_registrations.sql")
 MAX_FUTURE_HEARTBEAT = timedelta(minutes=1)
+_TOOL_ID = re.compile(TOOL_ID_PATTERN)
+
+
+def could_be_registered(tool_id: object) -> bool:
+    """False for a value no registration can have: such a lookup is simply "absent".
+
+    Skipping the query also keeps strings PostgreSQL cannot even take (a NUL
+    character) from turning a plain miss into a database error.
+    """
+    return isinstance(tool_id, str) and 0 < len(tool_id) <= 255 and bool(_TOOL_ID.match(tool_id))
 
 
 def _rows(rows: Iterable[asyncpg.Record]) -> list[ModelToolRegistration]:
@@ -113,6 +124,8 @@ class ToolRegistrationRepository:
 
     async def get_registration(self, tool_id: str) -> ModelToolRegistration | None:
         """The registration of ``tool_id``, or ``None`` when no such tool is registered."""
+        if not could_be_registered(tool_id):
+            return None
         row = await self.client.fetchrow(Q["get_registration"], tool_id)
         return ModelToolRegistration.from_row(row) if row is not None else None
 
@@ -123,7 +136,7 @@ class ToolRegistrationRepository:
 
         An update that sets nothing writes nothing and returns the current row.
         """
-        if update.is_empty:
+        if update.is_empty or not could_be_registered(tool_id):
             return await self.get_registration(tool_id)
         fields = update.model_fields_set
         row = await self.client.fetchrow(
@@ -144,9 +157,10 @@ class ToolRegistrationRepository:
         A ``heartbeat_time`` more than a minute in the future is rejected; a
         naive one is read as local time.
         """
-        status = await self.client.execute(
-            Q["update_heartbeat"], tool_id, _heartbeat_time(heartbeat_time)
-        )
+        when = _heartbeat_time(heartbeat_time)
+        if not could_be_registered(tool_id):
+            return False
+        status = await self.client.execute(Q["update_heartbeat"], tool_id, when)
         return status.endswith(" 1")
 
     async def list_all_registrations(
@@ -166,6 +180,8 @@ class ToolRegistrationRepository:
         ``reason`` goes to the change feed. With ``owner``, the tool is removed
         only if that is its owner (``False`` otherwise), in the same statement.
         """
+        if not could_be_registered(tool_id):
+            return False
         count = await self.client.fetchval(Q["delete_registration"], tool_id, reason, owner)
         return bool(count)
 
@@ -244,11 +260,11 @@ class ToolRegistrationRepository:
                 [("tool_ids", "must be a list of tool ids, not one string")]
             )
         wanted = list(dict.fromkeys(tool_ids))
-        if not wanted:
-            return []
-        rows = await self.client.fetch(
-            Q["update_heartbeats"], wanted, _heartbeat_time(heartbeat_time)
-        )
+        when = _heartbeat_time(heartbeat_time)
+        possible = [i for i in wanted if could_be_registered(i)]
+        if not possible:
+            return wanted
+        rows = await self.client.fetch(Q["update_heartbeats"], possible, when)
         found = {row["tool_id"] for row in rows}
         return [i for i in wanted if i not in found]
 
@@ -257,17 +273,23 @@ class ToolRegistrationRepository:
 
         ``None`` when the tool has no owner or is not registered.
         """
+        if not could_be_registered(tool_id):
+            return None
         owner = await self.client.fetchval(Q["get_owner"], tool_id)
         return str(owner) if owner is not None else None
 
     async def get_owners(self, tool_ids: Sequence[str]) -> dict[str, str]:
         """The owners of those of ``tool_ids`` that have one."""
-        rows = await self.client.fetch(Q["get_owners"], list(tool_ids))
+        rows = await self.client.fetch(
+            Q["get_owners"], [i for i in tool_ids if could_be_registered(i)]
+        )
         return {row["tool_id"]: row["owner"] for row in rows}
 
     async def existing_tool_ids(self, tool_ids: Sequence[str]) -> set[str]:
         """Which of ``tool_ids`` are registered."""
-        rows = await self.client.fetch(Q["existing_tool_ids"], list(tool_ids))
+        rows = await self.client.fetch(
+            Q["existing_tool_ids"], [i for i in tool_ids if could_be_registered(i)]
+        )
         return {row["tool_id"] for row in rows}
 
     async def count_registrations(self, node_type: str | NodeType | None = None) -> int:
@@ -318,6 +340,8 @@ class ToolRegistrationRepository:
         except ValidationError as exc:
             raise _pydantic_errors(exc) from None
         after = decode_page_cursor(query.cursor) if query.cursor else None
+        if after is not None and not could_be_registered(after):
+            raise ValidationFailedError([("cursor", "is not a cursor returned by this registry")])
         async with self.client.transaction() as conn:
             # The optional filters make one generic plan a poor fit for all of
             # them; a custom plan per call lets each use its index.
