@@ -37,7 +37,9 @@ class Server:
 
     async def token(self, scope: Scope | str, name: str | None = None) -> str:
         """A new token's secret, created straight in the database."""
-        async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=self.dsn) as client:
+        async with PostgresClient(
+            Settings(pool_min_size=1, pool_max_size=1), dsn=self.dsn
+        ) as client:
             created = await TokenService(client).create(name or f"t-{uuid.uuid4().hex[:8]}", scope)
         return created.secret
 
@@ -114,5 +116,3 @@ def uid() -> str:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
-
-

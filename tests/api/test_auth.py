@@ -35,14 +35,18 @@ async def owned(http: httpx.AsyncClient, server: Server, uid: str) -> tuple[str,
 
 
 @pytest.mark.parametrize("action", list(WRITES))
-async def test_no_token_is_401(http: httpx.AsyncClient, owned: tuple[str, Any], action: str) -> None:
+async def test_no_token_is_401(
+    http: httpx.AsyncClient, owned: tuple[str, Any], action: str
+) -> None:
     response = await WRITES[action](http, owned[0], {})
     assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 @pytest.mark.parametrize("action", list(WRITES))
-async def test_unknown_token_is_401(http: httpx.AsyncClient, owned: tuple[str, Any], action: str) -> None:
+async def test_unknown_token_is_401(
+    http: httpx.AsyncClient, owned: tuple[str, Any], action: str
+) -> None:
     assert_problem(await WRITES[action](http, owned[0], bearer("trg_" + "x" * 43)), 401)
     assert_problem(await WRITES[action](http, owned[0], {"Authorization": "Basic abc"}), 401)
 
@@ -87,7 +91,9 @@ async def test_create_needs_write(http: httpx.AsyncClient, server: Server, uid: 
 
 async def test_revoked_token_is_401(http: httpx.AsyncClient, server: Server, uid: str) -> None:
     secret = await server.token("write", name=f"gone-{uid}")
-    assert (await http.post("/v1/tools", json=body(f"r-{uid}"), headers=bearer(secret))).status_code == 201
+    assert (
+        await http.post("/v1/tools", json=body(f"r-{uid}"), headers=bearer(secret))
+    ).status_code == 201
     async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=server.dsn) as client:
         assert await TokenService(client).revoke(f"gone-{uid}")
     assert_problem(await http.post(f"/v1/tools/r-{uid}/heartbeat", headers=bearer(secret)), 401)

@@ -1,4 +1,4 @@
-"""The database stops while the server runs: 503 with Retry-After, never 404 or 500; then recovery."""
+"""The database stops under a running server: 503 with Retry-After, never 404/500; then recovery."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ async def test_database_stopped_while_serving(temp_data_dir: Path) -> None:
     try:
         token = bearer(await server.token("write"))
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-            assert (await http.post("/v1/tools", json=body("outage-tool"), headers=token)).status_code == 201
+            assert (
+                await http.post("/v1/tools", json=body("outage-tool"), headers=token)
+            ).status_code == 201
             await stop_embedded(temp_data_dir)
             for response in (
                 await http.get("/v1/tools/outage-tool"),
@@ -44,7 +46,9 @@ async def test_database_stopped_while_serving(temp_data_dir: Path) -> None:
                 if recovered.status_code == 200:
                     break
             assert recovered is not None and recovered.status_code == 200
-            assert (await http.post("/v1/tools/outage-tool/heartbeat", headers=token)).status_code == 204
+            assert (
+                await http.post("/v1/tools/outage-tool/heartbeat", headers=token)
+            ).status_code == 204
             assert (await http.get("/ready")).status_code == 200
     finally:
         stop_server(server)

@@ -7,7 +7,6 @@ import signal
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.conftest import Server, bearer, start_server
 
@@ -43,8 +42,14 @@ async def test_health_ready_openapi_docs_metrics(http: httpx.AsyncClient) -> Non
     assert ready.status_code == 200
     assert ready.json()["detail"]["status"] == "healthy"
     spec = (await http.get("/openapi.json")).json()
-    for path in ("/v1/tools", "/v1/tools/{tool_id}", "/v1/tools/{tool_id}/heartbeat",
-                 "/v1/heartbeats", "/v1/tools/search", "/v1/changes"):
+    for path in (
+        "/v1/tools",
+        "/v1/tools/{tool_id}",
+        "/v1/tools/{tool_id}/heartbeat",
+        "/v1/heartbeats",
+        "/v1/tools/search",
+        "/v1/changes",
+    ):
         assert path in spec["paths"], path
     assert "swagger" in (await http.get("/docs")).text.lower()
     metrics = await http.get("/metrics")
@@ -53,7 +58,9 @@ async def test_health_ready_openapi_docs_metrics(http: httpx.AsyncClient) -> Non
     assert "toolreg_db_pool_connections" in metrics.text
 
 
-async def test_create_get_patch_put_delete(http: httpx.AsyncClient, server: Server, uid: str) -> None:
+async def test_create_get_patch_put_delete(
+    http: httpx.AsyncClient, server: Server, uid: str
+) -> None:
     token = bearer(await server.token("write"))
     tool_id = f"crud-{uid}"
     created = await http.post("/v1/tools", json=body(tool_id), headers=token)
@@ -73,7 +80,9 @@ async def test_create_get_patch_put_delete(http: httpx.AsyncClient, server: Serv
     assert patched.json()["metadata"] == {"version": "1.1.0"}
     assert patched.json()["capabilities"] == stored["capabilities"]
 
-    replaced = await http.put(f"/v1/tools/{tool_id}", json=body(tool_id, node_type="compute"), headers=token)
+    replaced = await http.put(
+        f"/v1/tools/{tool_id}", json=body(tool_id, node_type="compute"), headers=token
+    )
     assert replaced.status_code == 200
     assert replaced.json()["node_type"] == "compute"
     assert replaced.json()["id"] == stored["id"]
@@ -98,25 +107,37 @@ async def test_heartbeats(http: httpx.AsyncClient, server: Server, uid: str) -> 
     assert (await http.post(f"/v1/tools/{ids[0]}/heartbeat", headers=token)).status_code == 204
     assert (await http.get(f"/v1/tools/{ids[0]}")).json()["last_heartbeat"] > before
     assert_problem(await http.post(f"/v1/tools/ghost-{uid}/heartbeat", headers=token), 404)
-    batch = await http.post("/v1/heartbeats", json={"tool_ids": [*ids, f"ghost-{uid}"]}, headers=token)
+    batch = await http.post(
+        "/v1/heartbeats", json={"tool_ids": [*ids, f"ghost-{uid}"]}, headers=token
+    )
     assert batch.json() == {"updated": 3, "unknown": [f"ghost-{uid}"]}
     assert_problem(await http.post("/v1/heartbeats", json={"tool_ids": []}, headers=token), 422)
 
 
 async def test_search_and_list(http: httpx.AsyncClient, server: Server, uid: str) -> None:
     token = bearer(await server.token("write"))
-    caps = [("big", 20_000_000, ["stamp"]), ("small", 1000, ["stamp"]), ("other", 50_000_000, ["hash"])]
+    caps = [
+        ("big", 20_000_000, ["stamp"]),
+        ("small", 1000, ["stamp"]),
+        ("other", 50_000_000, ["hash"]),
+    ]
     for name, size, ops in caps:
-        payload = body(f"s-{uid}-{name}", capabilities={"operations": ops, "max_file_size": size, "tag": uid})
+        payload = body(
+            f"s-{uid}-{name}", capabilities={"operations": ops, "max_file_size": size, "tag": uid}
+        )
         assert (await http.post("/v1/tools", json=payload, headers=token)).status_code == 201
     found = await http.post(
         "/v1/tools/search",
-        json={"capabilities": {"operations": ["stamp"], "tag": uid}, "where": "$.max_file_size >= 5000000"},
+        json={
+            "capabilities": {"operations": ["stamp"], "tag": uid},
+            "where": "$.max_file_size >= 5000000",
+        },
     )
     assert [t["tool_id"] for t in found.json()["items"]] == [f"s-{uid}-big"]
     assert found.json()["next_cursor"] is None
     healthy = await http.post(
-        "/v1/tools/search", json={"capabilities": {"tag": uid}, "healthy_within_seconds": 60, "node_type": "effect"}
+        "/v1/tools/search",
+        json={"capabilities": {"tag": uid}, "healthy_within_seconds": 60, "node_type": "effect"},
     )
     assert len(healthy.json()["items"]) == 3
     bad_path = await http.post("/v1/tools/search", json={"where": "$.x >>> 1"})
@@ -131,7 +152,9 @@ async def test_search_and_list(http: httpx.AsyncClient, server: Server, uid: str
 
 async def test_validation_names_every_field(http: httpx.AsyncClient, server: Server) -> None:
     token = bearer(await server.token("write"))
-    bad = body("bad id", node_type="gateway", endpoints={"stamp": "javascript:alert(1)"}, capabilities=[1])
+    bad = body(
+        "bad id", node_type="gateway", endpoints={"stamp": "javascript:alert(1)"}, capabilities=[1]
+    )
     problem = assert_problem(await http.post("/v1/tools", json=bad, headers=token), 422)
     fields = {e["field"] for e in problem["errors"]}
     assert {"tool_id", "node_type", "endpoints.stamp", "capabilities"} <= fields
@@ -143,9 +166,16 @@ async def test_malformed_json_and_oversized_bodies(http: httpx.AsyncClient, serv
         "/v1/tools", content=b"{not json", headers={**token, "content-type": "application/json"}
     )
     assert_problem(malformed, 400)
-    huge = b'{"tool_id": "x", "node_type": "effect", "metadata": {"a": "' + b"x" * (2 * 1024 * 1024) + b'"}}'
+    huge = (
+        b'{"tool_id": "x", "node_type": "effect", "metadata": {"a": "'
+        + b"x" * (2 * 1024 * 1024)
+        + b'"}}'
+    )
     assert_problem(
-        await http.post("/v1/tools", content=huge, headers={**token, "content-type": "application/json"}), 413
+        await http.post(
+            "/v1/tools", content=huge, headers={**token, "content-type": "application/json"}
+        ),
+        413,
     )
 
     async def chunks() -> Any:
@@ -164,12 +194,16 @@ async def test_unknown_routes_and_methods_are_problems(http: httpx.AsyncClient) 
     assert_problem(await http.get("/v1/tools/bad%20id"), 422)
 
 
-async def test_two_hundred_parallel_creates(http: httpx.AsyncClient, server: Server, uid: str) -> None:
+async def test_two_hundred_parallel_creates(
+    http: httpx.AsyncClient, server: Server, uid: str
+) -> None:
     token = bearer(await server.token("write"))
     ids = [f"par-{uid}-{i:03d}" for i in range(200)]
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
-        responses = await asyncio.gather(*(client.post("/v1/tools", json=body(i), headers=token) for i in ids))
+        responses = await asyncio.gather(
+            *(client.post("/v1/tools", json=body(i), headers=token) for i in ids)
+        )
     assert [r.status_code for r in responses] == [201] * 200
     seen: list[str] = []
     cursor = None
@@ -189,21 +223,25 @@ async def test_two_hundred_parallel_creates(http: httpx.AsyncClient, server: Ser
 async def test_sigterm_drains_and_ends_streams(module_db: str, uid: str) -> None:
     running = start_server(module_db)
     token = bearer(await running.token("write"))
-    async with httpx.AsyncClient(base_url=running.base_url, timeout=30) as client:
-        async with client.stream("GET", "/v1/changes") as stream:
-            burst = [
-                asyncio.ensure_future(client.post("/v1/tools", json=body(f"drain-{uid}-{i}"), headers=token))
-                for i in range(20)
-            ]
-            await asyncio.sleep(0.05)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            running.process.send_signal(signal.SIGTERM)
-            responses = await asyncio.gather(*burst, return_exceptions=True)
-            # The open event stream ends instead of holding the shutdown for its full timeout.
-            async for _ in stream.aiter_lines():
-                pass
-            assert loop.time() - started < 10
+    loop = asyncio.get_running_loop()
+    async with (
+        httpx.AsyncClient(base_url=running.base_url, timeout=30) as client,
+        client.stream("GET", "/v1/changes") as stream,
+    ):
+        burst = [
+            asyncio.ensure_future(
+                client.post("/v1/tools", json=body(f"drain-{uid}-{i}"), headers=token)
+            )
+            for i in range(20)
+        ]
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        running.process.send_signal(signal.SIGTERM)
+        responses = await asyncio.gather(*burst, return_exceptions=True)
+        # The open event stream ends instead of holding the shutdown for its full timeout.
+        async for _ in stream.aiter_lines():
+            pass
+        assert loop.time() - started < 10
     code = await asyncio.to_thread(running.process.wait, 30)
     assert code in (0, -signal.SIGTERM)
     statuses = [r.status_code for r in responses if isinstance(r, httpx.Response)]

@@ -48,18 +48,28 @@ def test_register_list_show_search_heartbeat_delete(db_dsn: str, tmp_path: Path)
     assert "healthy" in table.stdout
     assert "workflow-orchestrator-v1" not in table.stdout
 
-    shown = orjson.loads(run_cli("tools", "show", "workflow-orchestrator-v1", "--json", env=env).stdout)
+    shown = orjson.loads(
+        run_cli("tools", "show", "workflow-orchestrator-v1", "--json", env=env).stdout
+    )
     assert shown["node_type"] == "orchestrator"
     missing = run_cli("tools", "show", "nope", env=env)
     assert missing.returncode == 1
     assert "'nope' is not registered" in missing.stderr
 
     search = run_cli(
-        "tools", "search", "--capability", "operations=analyze", "--where", "$.max_file_size > 1000",
-        "--json", env=env,
+        "tools",
+        "search",
+        "--capability",
+        "operations=analyze",
+        "--where",
+        "$.max_file_size > 1000",
+        "--json",
+        env=env,
     )
     assert [r["tool_id"] for r in orjson.loads(search.stdout)] == ["onextree-intelligence-v1"]
-    none = run_cli("tools", "search", "-c", "operations=analyze", "--where", "$.max_file_size > 5000", env=env)
+    none = run_cli(
+        "tools", "search", "-c", "operations=analyze", "--where", "$.max_file_size > 5000", env=env
+    )
     assert "no tools match" in none.stdout
     bad = run_cli("tools", "search", "--where", "$.x >>> 1", env=env)
     assert bad.returncode == 1
@@ -76,7 +86,11 @@ def test_register_list_show_search_heartbeat_delete(db_dsn: str, tmp_path: Path)
 def test_register_rejects_bad_files_and_names_fields(db_dsn: str, tmp_path: Path) -> None:
     env = clean_env(DATABASE_URL=db_dsn)
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([TOOLS[0], {"tool_id": "x", "node_type": "gateway", "endpoints": {"a": "ftp://x"}}]))
+    bad.write_text(
+        json.dumps(
+            [TOOLS[0], {"tool_id": "x", "node_type": "gateway", "endpoints": {"a": "ftp://x"}}]
+        )
+    )
     result = run_cli("tools", "register", "-f", str(bad), env=env)
     assert result.returncode == 1
     assert "[1].node_type" in result.stderr
@@ -109,7 +123,9 @@ def test_token_create_list_revoke(db_dsn: str) -> None:
 
 
 def test_serve_refuses_a_database_behind_with_no_migrate(empty_db_dsn: str) -> None:
-    result = run_cli("serve", "--no-migrate", "--port", "0", env=clean_env(DATABASE_URL=empty_db_dsn))
+    result = run_cli(
+        "serve", "--no-migrate", "--port", "0", env=clean_env(DATABASE_URL=empty_db_dsn)
+    )
     assert result.returncode == 1
     assert "toolreg db upgrade" in result.stderr
     assert "Traceback" not in result.stderr

@@ -298,7 +298,7 @@ REPOSITORY_RULES: list[tuple[str, str, dict[str, Any]]] = [
     ("find_tools", "node_type", {"node_type": "gateway"}),
     ("find_tools", "max_age_seconds", {"max_age_seconds": -1}),
     ("find_tools", "capabilities", {"capabilities": {"a": "\x00"}}),
-    ("find_tools", "where", {"where": "$.a == \"\x00\""}),
+    ("find_tools", "where", {"where": '$.a == "\x00"'}),
     ("find_tools", "cursor", {"cursor": "eyJhZnRlciI6ICJcdTAwMDAifQ"}),
 ]
 
@@ -446,7 +446,9 @@ async def test_errors_are_in_the_one_tree(repository: ToolRegistrationRepository
         await repository.find_tools(where="$$$")
 
 
-async def test_owner_is_recorded_and_guards_deletion(repository: ToolRegistrationRepository) -> None:
+async def test_owner_is_recorded_and_guards_deletion(
+    repository: ToolRegistrationRepository,
+) -> None:
     await repository.create_registration(tool("owned"), owner="token:abc")
     await repository.upsert_registration(tool("upserted"), owner="source:etcd")
     await repository.create_registrations([tool("b1"), tool("b2")], owner="token:xyz")
@@ -480,4 +482,7 @@ async def test_impossible_ids_are_simply_absent(
     assert await repository.get_owner(tool_id) is None
     assert await repository.update_heartbeats([tool_id, "real"]) == [tool_id]
     assert await repository.existing_tool_ids([tool_id, "real"]) == {"real"}
-    assert await repository.update_registration(tool_id, ModelToolRegistrationUpdate(metadata={})) is None
+    assert (
+        await repository.update_registration(tool_id, ModelToolRegistrationUpdate(metadata={}))
+        is None
+    )
