@@ -15,6 +15,9 @@ boundary (``services.postgres_client``) with the original kept as
     ├── DatabaseError                 any other database failure (original kept as __cause__)
     │   └── MigrationError            the schema is missing, behind, or a migration failed
     ├── ResyncRequiredError           a change-feed cursor older than the feed's retention
+    ├── SourceError                   an auto-discovery source (autodiscovery.source)
+    │   ├── SourceUnavailableError    the source (etcd) cannot be reached; retried with backoff
+    │   └── SourceHistoryLostError    the source compacted the history a bridge needed; it resyncs
     ├── RegistrationError             a problem with one tool's registration
     │   ├── ValidationFailedError     input rejected before any write (names the field)
     │   ├── ToolAlreadyRegisteredError   a tool_id that is already taken
@@ -23,6 +26,8 @@ boundary (``services.postgres_client``) with the original kept as
     │   ├── AuthenticationError       no token, or an unknown or revoked one (HTTP 401)
     │   └── PermissionDeniedError     a valid token without the right (HTTP 403)
     └── DiscoveryError                finding or calling a tool (also a RuntimeError)
+        ├── IndexUnavailableError     the discovery index cannot load, or is stale past its grace
+        │                             (also a RegistryUnavailableError)
         ├── NoRoutableToolError       no live tool offers the operation
         ├── MissingEndpointError      the chosen tool has no endpoint for the operation
         └── ToolCallError             the tool failed: unreachable, 4xx/5xx, or not JSON
@@ -37,6 +42,7 @@ __all__ = [
     "DatabaseError",
     "DiscoveryError",
     "EmbeddedServerError",
+    "IndexUnavailableError",
     "MigrationError",
     "MissingEndpointError",
     "NoRoutableToolError",
@@ -137,6 +143,15 @@ class PermissionDeniedError(AuthError):
 
 class DiscoveryError(OmniNodeBridgeError, RuntimeError):
     """Finding or calling a tool failed; a RuntimeError too, which the guide's callers catch."""
+
+
+class IndexUnavailableError(DiscoveryError, RegistryUnavailableError):
+    """The discovery index could not be loaded, or has been stale for longer than the grace.
+
+    Both a :class:`DiscoveryError` (so a ``RuntimeError``, as the guide's
+    callers expect) and a :class:`RegistryUnavailableError`; the database
+    error is kept as ``__cause__``.
+    """
 
 
 class NoRoutableToolError(DiscoveryError, LookupError):

@@ -250,3 +250,36 @@ async def test_sigterm_drains_and_ends_streams(module_db: str, uid: str) -> None
     assert statuses, "no request reached the server before shutdown"
     if running.process.stdout:
         running.process.stdout.close()
+
+
+async def test_discover_routes_to_a_live_tool(
+    http: httpx.AsyncClient, server: Server, uid: str
+) -> None:
+    token = bearer(await server.token("write"))
+    operation = f"op-{uid}"
+    assert_problem(await http.get(f"/v1/discover/{operation}"), 404)
+    payload = body(
+        f"disc-{uid}",
+        capabilities={"operations": [operation]},
+        endpoints={operation: "http://127.0.0.1:9/run"},
+    )
+    assert (await http.post("/v1/tools", json=payload, headers=token)).status_code == 201
+    found = None
+    for _ in range(40):  # the index follows the change feed: typically milliseconds
+        response = await http.get(f"/v1/discover/{operation}")
+        if response.status_code == 200:
+            found = response.json()
+            break
+        await asyncio.sleep(0.05)
+    assert found is not None
+    assert found["tool_id"] == f"disc-{uid}"
+    assert (await http.delete(f"/v1/tools/disc-{uid}", headers=token)).status_code == 204
+    gone = None
+    for _ in range(40):
+        gone = await http.get(f"/v1/discover/{operation}")
+        if gone.status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    assert gone is not None
+    assert_problem(gone, 404)
+    assert_problem(await http.get("/v1/discover/bad%20op"), 422)

@@ -20,12 +20,17 @@ from omninode_bridge import __version__
 from omninode_bridge.api.body_limit import BodyLimitMiddleware
 from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
 from omninode_bridge.api.problems import install_problem_handlers
-from omninode_bridge.api.routes import changes, health, search, tools
+from omninode_bridge.api.routes import changes, discover, health, search, tools
 from omninode_bridge.api.state import AppState
+from omninode_bridge.autodiscovery import BridgeMetrics, bridges_from_settings
 from omninode_bridge.errors import OmniNodeBridgeError
 from omninode_bridge.models import ChangeEvent
 from omninode_bridge.models.fields import JsonLimits, json_limits
-from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+from omninode_bridge.services import (
+    PostgresClient,
+    ToolDiscoveryService,
+    ToolRegistrationRepository,
+)
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings, load_settings
@@ -63,6 +68,11 @@ async def _refresh_gauges(state: AppState) -> None:
         await asyncio.sleep(GAUGE_REFRESH_SECONDS)
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s stopped: %s", task.get_name(), task.exception())
+
+
 def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> FastAPI:
     """A registry server app on ``dsn`` (default: from ``settings``; embedded if none).
 
@@ -89,6 +99,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             tokens=TokenService(client),
             metrics=metrics,
             hub=hub,
+            # Its index loads on the first discovery request, then follows the feed.
+            discovery=ToolDiscoveryService(repository, settings),
         )
         pool = client.pool
         metrics.bind_pool(
@@ -100,6 +112,13 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
         try:
             await hub.start()
             state.background.append(asyncio.create_task(_refresh_gauges(state)))
+            bridges = bridges_from_settings(
+                settings, repository, metrics=BridgeMetrics(metrics.registry)
+            )
+            for bridge in bridges:  # auto-discovery: etcd when TOOLREG_ETCD_ENDPOINTS is set
+                task = asyncio.create_task(bridge.run(), name=f"autodiscovery {bridge.source.name}")
+                task.add_done_callback(_log_failure)
+                state.background.append(task)
             yield
         finally:
             for task in state.background:
@@ -107,8 +126,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await hub.aclose()
-            if state.discovery is not None:
-                await state.discovery.aclose()
+            await state.discovery.aclose()
             await client.close()
 
     app = FastAPI(
@@ -123,7 +141,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for module in (health, tools, search, changes):
+    for module in (health, tools, search, discover, changes):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -9,7 +9,11 @@ from typing import Any
 from fastapi import Request
 
 from omninode_bridge.api.metrics import Metrics
-from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+from omninode_bridge.services import (
+    PostgresClient,
+    ToolDiscoveryService,
+    ToolRegistrationRepository,
+)
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings
@@ -27,7 +31,7 @@ class AppState:
     tokens: TokenService
     metrics: Metrics
     hub: FeedHub
-    discovery: Any = None  # a ToolDiscoveryService once routing is wired in
+    discovery: ToolDiscoveryService
     background: list[Any] = field(default_factory=list)
     # Set when the server begins shutting down: endless responses (SSE) end then,
     # so that draining in-flight requests does not wait for them.

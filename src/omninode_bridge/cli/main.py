@@ -7,7 +7,7 @@ import sys
 import typer
 
 from omninode_bridge import __version__
-from omninode_bridge.cli import db, heartbeat, serve, tokens, tools
+from omninode_bridge.cli import autodiscover, db, heartbeat, serve, tokens, tools
 from omninode_bridge.cli.common import err_console
 from omninode_bridge.errors import OmniNodeBridgeError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(tools.app, name="tools")
 app.add_typer(tokens.app, name="token")
+app.add_typer(autodiscover.app, name="autodiscover")
 app.command("serve")(serve.serve)
 app.command("heartbeat")(heartbeat.heartbeat)
 

@@ -1,0 +1,70 @@
+"""Prometheus metrics of the discovery bridges, on a registry passed in.
+
+Every metric is labelled by ``source`` (``etcd:/omninode/tools/``), so one
+:class:`BridgeMetrics` can serve several bridges. Label values are bounded: an
+invalid value is counted by its top-level field, never by key or content.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["BridgeMetrics"]
+
+
+class BridgeMetrics:
+    """The bridge's counters and gauges; ``registry`` defaults to a fresh private one."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.applied = Counter(
+            "toolreg_autodiscovery_applied_total",
+            "Changes written to the registry, by action "
+            "(registered, updated, removed, marked_stale).",
+            ["source", "action"],
+            registry=r,
+        )
+        self.invalid = Counter(
+            "toolreg_autodiscovery_invalid_values_total",
+            "Announcements skipped because their value is not a valid registration, "
+            "by the first field at fault (value = not a JSON object).",
+            ["source", "field"],
+            registry=r,
+        )
+        self.conflicts = Counter(
+            "toolreg_autodiscovery_conflicts_total",
+            "Announcements skipped because another writer owns that tool_id.",
+            ["source"],
+            registry=r,
+        )
+        self.resyncs = Counter(
+            "toolreg_autodiscovery_resyncs_total",
+            "Full list-and-reconcile passes completed, by cause (start, history_lost).",
+            ["source", "cause"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "toolreg_autodiscovery_failures_total",
+            "Failures the bridge retried after a backoff, by side (source, registry).",
+            ["source", "side"],
+            registry=r,
+        )
+        self.keys = Gauge(
+            "toolreg_autodiscovery_keys",
+            "Announcements present in the source (valid or not).",
+            ["source"],
+            registry=r,
+        )
+        self.revision = Gauge(
+            "toolreg_autodiscovery_revision",
+            "The last source revision applied to the registry.",
+            ["source"],
+            registry=r,
+        )
+        self.connected = Gauge(
+            "toolreg_autodiscovery_connected",
+            "1 while the bridge follows the source, 0 while it retries.",
+            ["source"],
+            registry=r,
+        )

@@ -1,0 +1,143 @@
+"""``toolreg autodiscover``: feed the registry from a discovery source, in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import typer
+from prometheus_client import start_http_server
+
+from omninode_bridge.autodiscovery import (
+    BridgeMetrics,
+    DiscoveryBridge,
+    EtcdSource,
+    RemovalMode,
+    parse_endpoints,
+)
+from omninode_bridge.cli.common import console, run_async, settings_from
+from omninode_bridge.errors import ConfigurationError, MigrationError
+from omninode_bridge.migrations import runner
+from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+from omninode_bridge.services.postgres_client import describe_dsn
+from omninode_bridge.settings import Settings
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Register the tools that announce themselves in a discovery service (etcd).",
+    no_args_is_help=True,
+)
+
+
+async def _check_schema(client: PostgresClient, settings: Settings) -> None:
+    current = await runner.current_revision(client.dsn, settings.connect_timeout)
+    head = runner.head_revision()
+    if current != head:
+        raise MigrationError(
+            f"database {describe_dsn(client.dsn)} is at revision {current or '(none)'}, "
+            f"this bridge needs {head}: run `toolreg db upgrade`"
+        )
+
+
+async def _say_when_synced(bridge: DiscoveryBridge) -> None:
+    await bridge.synced.wait()
+    console.print(
+        f"following {bridge.source.description} at revision {bridge.revision}; "
+        f"tools owned by {bridge.owner!r}"
+    )
+
+
+async def _run(
+    settings: Settings, source: EtcdSource, mode: RemovalMode, metrics_port: int | None
+) -> None:
+    metrics = BridgeMetrics()
+    small = settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 4})
+    async with PostgresClient(small) as client:
+        await _check_schema(client, settings)
+        bridge = DiscoveryBridge(
+            source,
+            ToolRegistrationRepository(client),
+            mode=mode,
+            ttl_seconds=settings.ttl_seconds,
+            max_json_bytes=settings.max_json_bytes,
+            metrics=metrics,
+        )
+        server = None
+        if metrics_port is not None:
+            server, _ = start_http_server(metrics_port, "127.0.0.1", registry=metrics.registry)
+            console.print(f"metrics on http://127.0.0.1:{metrics_port}/metrics")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        running = asyncio.create_task(bridge.run(), name="bridge")
+        helpers = [asyncio.create_task(_say_when_synced(bridge)), asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait([running, helpers[1]], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (running, *helpers):
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await running  # re-raises what ended the bridge, if it was not the stop
+            if server is not None:
+                server.shutdown()
+    console.print("stopped")
+
+
+@app.command()
+def etcd(
+    ctx: typer.Context,
+    endpoints: str | None = typer.Option(
+        None,
+        "--endpoints",
+        help="Comma-separated etcd client URLs, http://host:port [TOOLREG_ETCD_ENDPOINTS].",
+    ),
+    prefix: str | None = typer.Option(
+        None,
+        "--prefix",
+        help="Key prefix: a key <prefix><tool_id> announces a tool "
+        "[TOOLREG_ETCD_PREFIX, default /omninode/tools/].",
+    ),
+    mark_stale: bool = typer.Option(
+        False,
+        "--mark-stale",
+        help="When a key goes, mark its tool stale (heartbeat at the epoch), do not remove it.",
+    ),
+    timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds for each etcd call."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on 127.0.0.1."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    """Follow etcd until interrupted: keys under the prefix become registrations.
+
+    A key's value is a registration in JSON (tool_id may be left out: the key
+    gives it). The tool stays healthy while the key exists (keep it alive with
+    an etcd lease) and leaves the registry when the key is deleted or its
+    lease expires. Tools registered over HTTP are never changed or removed.
+    """
+    settings = settings_from(ctx)
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigurationError("--log-level: must be one of debug, info, warning, error")
+    raw = endpoints or settings.etcd_endpoints
+    if not raw:
+        raise ConfigurationError(
+            "no etcd endpoints: pass --endpoints or set TOOLREG_ETCD_ENDPOINTS"
+        )
+    variable = "--endpoints" if endpoints else "TOOLREG_ETCD_ENDPOINTS"
+    source = EtcdSource(
+        parse_endpoints(raw, variable), prefix or settings.etcd_prefix, timeout=timeout
+    )
+    # The level applies to this package's loggers; libraries stay at warnings.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("omninode_bridge").setLevel(log_level.upper())
+    mode = RemovalMode.MARK_STALE if mark_stale else RemovalMode.DELETE
+    run_async(_run(settings, source, mode, metrics_port))

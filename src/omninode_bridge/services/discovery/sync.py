@@ -1,0 +1,382 @@
+"""Keeping the index current: one load, then the change feed and heartbeat refreshes.
+
+- **Load**: the feed's head cursor first, then every registration page by
+  page; the feed is then followed from that cursor, so whatever changed during
+  the load is replayed on top of it (events are idempotent on the index).
+- **Changes**: a pooled connection ``LISTEN``\\ s on ``toolreg_changes`` and the
+  feed is read on every notification and every ``feed_poll_interval`` (and
+  sooner, backing off from ``held_back_retry``, while a notification's events
+  are held back by an older transaction still running). When the listening
+  connection drops, the loop reconnects (with backoff) and resumes from its
+  cursor; a cursor older than the feed's retention triggers a full reload.
+- **Heartbeats** are not events. Every ``heartbeat_interval`` one query returns
+  the database clock and the tools whose ``last_heartbeat`` is newer than the
+  previous look (minus ``heartbeat_overlap`` for transactions still
+  committing); every ``full_sweep_interval`` it reads every heartbeat instead,
+  which also catches heartbeats that moved backwards. Each answer re-measures
+  the offset between the database clock and the monotonic clock.
+
+While the database cannot be reached the index keeps serving what it knows
+(tools still expire at their TTL), logs a warning and sets
+``metrics.index_degraded``; after ``stale_index_grace_seconds`` :meth:`check`
+raises :class:`IndexUnavailableError` until the index is current again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from omninode_bridge.errors import (
+    IndexUnavailableError,
+    RegistryUnavailableError,
+    ResyncRequiredError,
+)
+from omninode_bridge.models import ChangeEvent, ChangeKind
+from omninode_bridge.services.change_feed import CHANNEL
+from omninode_bridge.services.discovery.clock import DbClock
+from omninode_bridge.services.discovery.index import ToolIndex
+from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
+from omninode_bridge.services.sql import load_queries
+from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
+
+__all__ = ["DiscoveryTuning", "IndexSync", "IndexUnavailableError"]
+
+logger = logging.getLogger(__name__)
+
+Q = load_queries("discovery.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryTuning:
+    """Intervals of the index's background work, in seconds (the defaults suit production)."""
+
+    heartbeat_interval: float = 0.25
+    heartbeat_overlap: float = 1.0
+    full_sweep_interval: float = 60.0
+    feed_poll_interval: float = 0.5
+    held_back_retry: float = 0.01  # first re-read when a NOTIFY's events are held back
+    feed_batch: int = 1000
+    load_page: int = 1000
+    query_timeout: float = 5.0
+    stall_seconds: float = 2.0  # no successful heartbeat refresh for this long: stale
+    reconnect_min: float = 0.05
+    reconnect_max: float = 2.0
+
+
+class _Signals:
+    """What wakes the feed loop: a NOTIFY, the end of the listening connection."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.announced = False  # a NOTIFY came since the last read
+        self.lost = False
+
+    def notified(self, *_: Any) -> None:
+        self.announced = True
+        self.wake.set()
+
+    def terminated(self, *_: Any) -> None:
+        self.lost = True
+        self.wake.set()
+
+
+class IndexSync:
+    """Loads a :class:`ToolIndex` and keeps it current in two background tasks."""
+
+    def __init__(
+        self,
+        repository: ToolRegistrationRepository,
+        index: ToolIndex,
+        *,
+        grace_seconds: float,
+        tuning: DiscoveryTuning,
+        metrics: DiscoveryMetrics,
+    ) -> None:
+        self.repository = repository
+        self.index = index
+        self.clock: DbClock = index.clock
+        self.grace_seconds = grace_seconds
+        self.tuning = tuning
+        self.metrics = metrics
+        self.cursor: str | None = None
+        self._since = 0.0  # heartbeats newer than this (database epoch seconds) are unread
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._feed_failed_since: float | None = None
+        self._beat_failed_since: float | None = None
+        self._last_beat_ok = time.monotonic()
+        self._last_error: BaseException | None = None
+        self._reported_unavailable = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read every registration into the index (replacing what it held).
+
+        Raises what the repository raises (RegistryUnavailableError when the
+        database cannot be reached); the index is then left as it was, plus
+        whatever pages were read.
+        """
+        cursor = await self.repository.feed.head_cursor()
+        before = time.monotonic()
+        db_now = float(await self.repository.client.fetchval(Q["db_clock"]))
+        self.clock.sample(db_now, before)
+        seen: set[str] = set()
+        page_cursor: str | None = None
+        while True:
+            page = await self.repository.find_tools(limit=self.tuning.load_page, cursor=page_cursor)
+            for registration in page.items:
+                self.index.upsert(registration)
+                seen.add(registration.tool_id)
+            if page.next_cursor is None:
+                break
+            page_cursor = page.next_cursor
+        self.index.retain(seen)
+        self.cursor = cursor
+        self._since = db_now - self.tuning.heartbeat_overlap
+        self._last_beat_ok = time.monotonic()
+        self.metrics.add("index_loads")
+        self.metrics.set("index_tools", len(self.index))
+        self._signal()
+
+    def start(self) -> None:
+        """Start following the feed and refreshing heartbeats (after :meth:`load`)."""
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._follow_feed(), name="discovery-feed"),
+            asyncio.create_task(self._refresh_heartbeats(), name="discovery-heartbeats"),
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the background tasks and wait for them to end."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        # gather() still raises if stop() itself is cancelled.
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, Exception):  # the loops catch everything: a bug
+                logger.error("%s ended with %r", task.get_name(), result)
+
+    async def changed(self) -> None:
+        """Return once the index next applies something (events, heartbeats, a reload)."""
+        await self._changed.wait()
+
+    # -- staleness ------------------------------------------------------------------
+
+    def stale_since(self) -> float | None:
+        """Monotonic time since which the index is not known to be current; ``None``: current."""
+        marks = [m for m in (self._feed_failed_since, self._beat_failed_since) if m is not None]
+        if time.monotonic() - self._last_beat_ok > self.tuning.stall_seconds:
+            marks.append(self._last_beat_ok)
+        return min(marks) if marks else None
+
+    def check(self) -> None:
+        """Raise IndexUnavailableError when the index has been stale past the grace period."""
+        if (
+            self._feed_failed_since is None
+            and self._beat_failed_since is None
+            and time.monotonic() - self._last_beat_ok <= self.tuning.stall_seconds
+        ):
+            return
+        since = self.stale_since()
+        if since is None:
+            return
+        self._mark_degraded(since)
+        stale_for = time.monotonic() - since
+        if stale_for <= self.grace_seconds:
+            return
+        if not self._reported_unavailable:
+            self._reported_unavailable = True
+            self.metrics.set("index_unavailable", 1)
+            logger.error(
+                "discovery index stale for %.1fs (grace %.0fs): failing calls until the "
+                "database is back (%s)",
+                stale_for,
+                self.grace_seconds,
+                self._last_error,
+            )
+        raise IndexUnavailableError(
+            f"the discovery index has not been refreshed for {stale_for:.1f}s, longer than "
+            f"the {self.grace_seconds:g}s grace (TOOLREG_STALE_INDEX_GRACE_SECONDS): "
+            f"{self._last_error or 'no heartbeat refresh succeeded'}"
+        ) from self._last_error
+
+    def _mark_degraded(self, since: float) -> None:
+        if self.metrics.index_degraded:
+            return
+        self.metrics.set("index_degraded", 1)
+        self.metrics.index_stale_since = since
+        logger.warning(
+            "discovery index is stale (%s); serving the last known %d tools for up to %.0fs",
+            self._last_error or "heartbeat refresh stalled",
+            len(self.index),
+            self.grace_seconds,
+        )
+
+    def _failed(self, which: str, exc: BaseException) -> None:
+        self._last_error = exc
+        self.metrics.add("sync_failures")
+        now = time.monotonic()
+        if which == "feed" and self._feed_failed_since is None:
+            self._feed_failed_since = now
+        if which == "heartbeats" and self._beat_failed_since is None:
+            self._beat_failed_since = now
+        since = self.stale_since()
+        if since is not None:
+            self._mark_degraded(since)
+
+    def _recovered(self, which: str) -> None:
+        if which == "feed":
+            self._feed_failed_since = None
+        else:
+            self._beat_failed_since = None
+            self._last_beat_ok = time.monotonic()
+        if self.metrics.index_degraded and self.stale_since() is None:
+            stale_since = self.metrics.index_stale_since
+            self.metrics.set("index_degraded", 0)
+            self.metrics.set("index_unavailable", 0)
+            self.metrics.index_stale_since = None
+            self._reported_unavailable = False
+            self._last_error = None
+            took = time.monotonic() - stale_since if stale_since is not None else 0.0
+            logger.info("discovery index is current again after %.1fs", took)
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- the change feed --------------------------------------------------------------
+
+    async def _follow_feed(self) -> None:
+        delay = self.tuning.reconnect_min
+        while True:
+            try:
+                await self._follow_once()
+            except ResyncRequiredError as exc:
+                logger.warning("discovery index reloads: %s", exc)
+                try:
+                    await self.load()
+                except Exception as load_exc:  # retried below, reported by check()
+                    self._failed("feed", load_exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.tuning.reconnect_max)
+            except Exception as exc:  # retried with backoff, reported by check()
+                if self._feed_failed_since is None:
+                    delay = self.tuning.reconnect_min  # it was following: retry at once
+                if not isinstance(exc, RegistryUnavailableError):
+                    logger.exception("discovery index: following the change feed failed")
+                self._failed("feed", exc)
+                self.metrics.add("feed_reconnects")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.tuning.reconnect_max)
+
+    async def _follow_once(self) -> None:
+        signals = _Signals()
+        feed, batch, poll = (
+            self.repository.feed,
+            self.tuning.feed_batch,
+            self.tuning.feed_poll_interval,
+        )
+        retry = self.tuning.held_back_retry
+        async with self.repository.client.acquire() as conn:
+            conn.add_termination_listener(signals.terminated)
+            try:
+                await conn.add_listener(CHANNEL, signals.notified)
+                first = True
+                held = False  # announced events not readable yet
+                while True:
+                    signals.wake.clear()
+                    announced, signals.announced = signals.announced, False
+                    events = await feed.changes(self.cursor, batch)
+                    if first:
+                        first = False
+                        self._recovered("feed")
+                    if events:
+                        self._apply(events)
+                    if signals.lost:
+                        raise RegistryUnavailableError(
+                            "the change feed's LISTEN connection was closed"
+                        )
+                    if len(events) == batch:
+                        continue
+                    held = not events and (held or announced)
+                    if held:
+                        # An older transaction still runs and holds the announced
+                        # events back: look again soon, backing off to the poll.
+                        timeout, retry = retry, min(retry * 2, poll)
+                    else:
+                        timeout, retry = poll, self.tuning.held_back_retry
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(signals.wake.wait(), timeout)
+            finally:
+                try:
+                    conn.remove_termination_listener(signals.terminated)
+                    if not conn.is_closed():
+                        await conn.remove_listener(CHANNEL, signals.notified)
+                except Exception as exc:  # cleanup of a connection that failed
+                    # The connection died (or is dying: asyncpg may report a
+                    # protocol state error mid-shutdown). Its callbacks are gone
+                    # or harmless, and the pool resets or discards it.
+                    logger.debug("change-feed listener cleanup on a lost connection: %r", exc)
+
+    def _apply(self, events: list[ChangeEvent]) -> None:
+        index = self.index
+        for event in events:
+            if event.kind is ChangeKind.DELETED:
+                index.remove(event.tool_id)
+            elif event.registration is not None:
+                index.upsert(event.registration)
+            self.cursor = event.cursor
+        self.metrics.add("feed_events", len(events))
+        self.metrics.set("index_tools", len(index))
+        self._signal()
+
+    # -- heartbeats ---------------------------------------------------------------------
+
+    async def _refresh_heartbeats(self) -> None:
+        next_sweep = time.monotonic() + self.tuning.full_sweep_interval
+        while True:
+            await asyncio.sleep(self.tuning.heartbeat_interval)  # the refresh period
+            full = time.monotonic() >= next_sweep
+            try:
+                await self.refresh_heartbeats(full=full)
+            except Exception as exc:  # retried next period, reported by check()
+                if not isinstance(exc, RegistryUnavailableError | TimeoutError):
+                    logger.exception("discovery index: refreshing heartbeats failed")
+                self._failed("heartbeats", exc)
+                continue
+            if full:
+                next_sweep = time.monotonic() + self.tuning.full_sweep_interval
+            self._recovered("heartbeats")
+
+    async def refresh_heartbeats(self, *, full: bool = False) -> int:
+        """Read the heartbeats newer than the last look (every one if ``full``); returns how many.
+
+        Raises TimeoutError after ``tuning.query_timeout`` and what the client raises.
+        """
+        before = time.monotonic()
+        async with asyncio.timeout(self.tuning.query_timeout):
+            if full:
+                row = await self.repository.client.fetchrow(Q["all_heartbeats"])
+            else:
+                row = await self.repository.client.fetchrow(Q["heartbeats_since"], self._since)
+        assert row is not None  # an aggregate always returns one row
+        db_now = float(row["db_now"])
+        self.clock.sample(db_now, before)
+        heartbeat = self.index.heartbeat
+        tool_ids, beats = row["tool_ids"], row["heartbeats"]
+        for tool_id, beat in zip(tool_ids, beats, strict=True):
+            heartbeat(tool_id, beat, exact=full)
+        self._since = db_now - self.tuning.heartbeat_overlap
+        self.metrics.add("heartbeat_refreshes")
+        self.metrics.add("heartbeat_rows", len(tool_ids))
+        if tool_ids:
+            self._signal()
+        return len(tool_ids)

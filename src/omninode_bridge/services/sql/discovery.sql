@@ -1,0 +1,33 @@
+-- Queries of ToolDiscoveryService's live index. Heartbeats are not change-feed
+-- events: the index reads what heartbeated since its last look, served by
+-- idx_tool_registrations_last_heartbeat. Times cross as epoch seconds (float8).
+
+-- name: db_clock
+SELECT extract(epoch FROM now())::float8
+
+-- name: heartbeats_since
+-- One row: the database clock, then the ids and heartbeats of the tools that
+-- heartbeated after $1 (epoch seconds).
+SELECT extract(epoch FROM now())::float8 AS db_now,
+       coalesce(array_agg(tool_id), '{}') AS tool_ids,
+       coalesce(array_agg(extract(epoch FROM last_heartbeat)::float8), '{}') AS heartbeats
+FROM tool_registrations
+WHERE last_heartbeat > to_timestamp($1::float8)
+
+-- name: all_heartbeats
+-- The same for every tool with a heartbeat: the periodic full sweep.
+SELECT extract(epoch FROM now())::float8 AS db_now,
+       coalesce(array_agg(tool_id), '{}') AS tool_ids,
+       coalesce(array_agg(extract(epoch FROM last_heartbeat)::float8), '{}') AS heartbeats
+FROM tool_registrations
+WHERE last_heartbeat IS NOT NULL
+
+-- name: find_one_routable
+-- What discovery without a cache would run on every call (the benchmark's
+-- baseline): one live tool that lists operation $1 and has an endpoint for it
+-- ($2: the TTL in seconds). Served by the GIN index on capabilities.
+SELECT * FROM tool_registrations
+WHERE capabilities @> jsonb_build_object('operations', jsonb_build_array($1::text))
+  AND endpoints ? $1::text
+  AND last_heartbeat > now() - make_interval(secs => $2::float8)
+LIMIT 1

@@ -1,0 +1,165 @@
+"""The live index: registrations, deletions and heartbeats show up within their bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import asyncpg
+
+from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
+from omninode_bridge.services.discovery import DiscoveryTuning
+from tests.services.discovery.conftest import (
+    FAST,
+    MetricsWatcher,
+    discovery_settings,
+    register,
+    tool_create,
+    until,
+)
+
+
+async def test_new_and_deleted_tools_show_within_bounds(
+    repository: ToolRegistrationRepository, service: ToolDiscoveryService
+) -> None:
+    appear: list[float] = []
+    vanish: list[float] = []
+    for i in range(8):
+        op = f"op-{i}"
+
+        async def present(op: str = op) -> bool:
+            return await service.discover_tool(op) is not None
+
+        async def absent(op: str = op) -> bool:
+            return await service.discover_tool(op) is None
+
+        await register(repository, f"tool-{i}", "http://127.0.0.1:9", (op,))
+        appear.append(await until(service, present, 2.0))
+        await repository.delete_registration(f"tool-{i}")
+        vanish.append(await until(service, absent, 2.0))
+    # Bound: 2 s at worst (until() raises past it); typically well under 100 ms.
+    assert statistics.median(appear) < 0.5, appear
+    assert statistics.median(vanish) < 0.5, vanish
+    assert service.metrics.feed_events == 16
+    assert service.metrics.index_loads == 1  # followed, never reloaded
+
+
+async def test_a_heartbeating_tool_stays_routable_past_its_ttl(
+    repository: ToolRegistrationRepository,
+) -> None:
+    ttl = 1.0
+    settings = discovery_settings(ttl_seconds=ttl)
+    await register(repository, "steady", "http://127.0.0.1:9")
+    async with ToolDiscoveryService(repository, settings, tuning=FAST) as service:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3 * ttl
+        next_beat = 0.0
+        checks = 0
+        while loop.time() < end:
+            if loop.time() >= next_beat:
+                await repository.update_heartbeat("steady")
+                next_beat = loop.time() + 0.3
+            # Heartbeats are not feed events: only the incremental refresh sees them.
+            assert await service.discover_tool("stamp") is not None
+            checks += 1
+            await asyncio.sleep(0.01)
+        assert checks > 100
+        assert service.metrics.heartbeat_rows >= 5
+        assert service.metrics.feed_events == 0
+
+
+async def test_a_silent_tool_drops_out_at_its_ttl(
+    repository: ToolRegistrationRepository,
+) -> None:
+    ttl = 1.0
+    settings = discovery_settings(ttl_seconds=ttl)
+    async with ToolDiscoveryService(repository, settings, tuning=FAST) as service:
+        registration = await register(repository, "silent", "http://127.0.0.1:9")
+        assert registration.last_heartbeat is not None
+        deadline = registration.last_heartbeat.timestamp() + ttl
+
+        async def present() -> bool:
+            return await service.discover_tool("stamp") is not None
+
+        await until(service, present, 2.0)
+        last_seen = 0.0
+        while time.time() < deadline + 1.0:
+            before = time.time()
+            if await service.discover_tool("stamp") is not None:
+                last_seen = before
+            await asyncio.sleep(0.005)
+        # Seen until shortly before its deadline, never after it.
+        assert deadline - 0.2 < last_seen < deadline
+        assert await service.discover_tool("stamp") is None
+
+
+async def test_a_dropped_feed_connection_is_resumed(
+    repository: ToolRegistrationRepository, db_dsn: str
+) -> None:
+    watcher = MetricsWatcher()
+    service = ToolDiscoveryService(
+        repository, discovery_settings(), tuning=FAST, metrics=watcher.metrics
+    )
+    async with service:
+        await register(repository, "before", "http://127.0.0.1:9", ("a",))
+
+        async def has(op: str) -> bool:
+            return await service.discover_tool(op) is not None
+
+        await until(service, lambda: has("a"), 2.0)
+        admin = await asyncpg.connect(db_dsn)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+            )
+        finally:
+            await admin.close()
+        assert killed == 1
+        await register(repository, "after", "http://127.0.0.1:9", ("b",))
+        await until(service, lambda: has("b"), 2.0)
+        await watcher.reach("feed_reconnects", lambda v: v >= 1, 2.0)
+        await watcher.reach("index_degraded", lambda v: v == 0, 2.0)
+        # Nothing missed or repeated: both tools, each once.
+        assert service.index.tool_ids() == {"before", "after"}
+        assert service.metrics.feed_events == 2
+
+
+async def test_events_held_back_by_an_older_transaction_are_read_soon_after(
+    repository: ToolRegistrationRepository, db_dsn: str
+) -> None:
+    slow_poll = DiscoveryTuning(heartbeat_interval=0.1, feed_poll_interval=3.0)
+    async with ToolDiscoveryService(repository, discovery_settings(), tuning=slow_poll) as service:
+        holder = await asyncpg.connect(db_dsn)
+        try:
+            # An older transaction with an id: the feed cannot show newer events yet.
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.fetchval("SELECT pg_current_xact_id()")
+            await register(repository, "late", "http://127.0.0.1:9", ("late-op",))
+            await asyncio.sleep(0.2)  # the held-back window under test
+            assert await service.discover_tool("late-op") is None
+            await transaction.commit()
+            loop = asyncio.get_running_loop()
+            released = loop.time()
+
+            async def present() -> bool:
+                return await service.discover_tool("late-op") is not None
+
+            await until(service, present, 2.0)
+            # Re-read soon after the NOTIFY, not at the next 3 s poll.
+            assert loop.time() - released < 0.6
+        finally:
+            await holder.close()
+
+
+async def test_a_new_service_loads_many_tools_in_pages(
+    repository: ToolRegistrationRepository,
+) -> None:
+    await repository.create_registrations(
+        [tool_create(f"bulk-{i:04d}", "http://127.0.0.1:9") for i in range(2500)]
+    )
+    async with ToolDiscoveryService(repository, discovery_settings(), tuning=FAST) as service:
+        assert len(service.index) == 2500
+        assert len(await service.routable_tools("stamp")) == 2500
