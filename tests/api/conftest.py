@@ -44,8 +44,10 @@ class Server:
         return created.secret
 
 
-def start_server(dsn: str, *extra: str, env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def start_server(
+    dsn: str, *extra: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Server:
+    port = port or free_port()
     process = subprocess.Popen(
         [TOOLREG, "serve", "--port", str(port), "--log-level", "warning", *extra],
         env=clean_env(DATABASE_URL=dsn, **(env or {})),
