@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -164,7 +165,7 @@ async def test_watch_replays_then_follows(repository: ToolRegistrationRepository
     got_two = asyncio.Event()
 
     async def follow() -> None:
-        async for event in repository.feed.watch(None, poll_interval=5.0):
+        async for event in repository.feed.watch(None, poll_interval=30.0):
             received.append(f"{event.kind}:{event.tool_id}")
             if len(received) == 2:
                 got_two.set()
@@ -175,9 +176,9 @@ async def test_watch_replays_then_follows(repository: ToolRegistrationRepository
     loop = asyncio.get_running_loop()
     started = loop.time()
     await repository.create_registration(tool("after"))
-    await asyncio.wait_for(got_two.wait(), timeout=2.0)
-    # Delivered by NOTIFY, well before the 5 s poll.
-    assert loop.time() - started < 1.0
+    await asyncio.wait_for(got_two.wait(), timeout=4.0)
+    # Delivered by NOTIFY, well before the 30 s poll.
+    assert loop.time() - started < 2.5
     await task
     assert received == ["created:before", "created:after"]
 
@@ -221,3 +222,34 @@ async def test_bad_limit_names_the_parameter(repository: ToolRegistrationReposit
     kwargs: dict[str, Any] = {"limit": 0}
     with pytest.raises(ValidationFailedError, match="limit"):
         await repository.changes(None, **kwargs)
+
+
+async def test_watch_catches_up_soon_after_an_older_transaction_ends(
+    repository: ToolRegistrationRepository, db_dsn: str
+) -> None:
+    received: list[str] = []
+    arrived = asyncio.Event()
+
+    async def follow() -> None:
+        async for event in repository.feed.watch(None, poll_interval=30.0):
+            received.append(event.tool_id)
+            arrived.set()
+
+    task = asyncio.create_task(follow())
+    holder = await asyncpg.connect(db_dsn)
+    try:
+        await asyncio.sleep(0.2)
+        tx = holder.transaction()
+        await tx.start()
+        await holder.fetchval("SELECT pg_current_xact_id()")  # an older, open transaction
+        await repository.create_registration(tool("held-back"))  # notified, not yet readable
+        await asyncio.sleep(0.3)
+        assert received == []
+        await tx.commit()  # no NOTIFY from this one: the watcher must look again by itself
+        await asyncio.wait_for(arrived.wait(), timeout=5.0)  # far below the 30 s poll
+        assert received == ["held-back"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await holder.close()

@@ -109,7 +109,9 @@ class ChangeFeed:
         async with self.client.acquire() as conn:
             await conn.add_listener(CHANNEL, _notified)
             try:
+                held_back = 0.0  # > 0 while a notified event waits for an older transaction
                 while True:
+                    notified = wake.is_set()
                     wake.clear()
                     events = await self.changes(cursor, batch_size)
                     for event in events:
@@ -117,8 +119,14 @@ class ChangeFeed:
                         yield event
                     if len(events) == batch_size:
                         continue
+                    if events:
+                        held_back = 0.0
+                    elif notified or held_back:
+                        # Notified, yet nothing readable: an older transaction still
+                        # runs. Look again soon rather than at the next poll.
+                        held_back = min(poll_interval, max(0.005, held_back * 2))
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), poll_interval)
+                        await asyncio.wait_for(wake.wait(), held_back or poll_interval)
             finally:
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANNEL, _notified)
