@@ -20,33 +20,45 @@ from omninode_bridge.api.state import AppState, get_state
 from omninode_bridge.errors import AuthenticationError, PermissionDeniedError
 from omninode_bridge.services.tokens import Principal, Scope
 
-__all__ = ["Reader", "Writer", "check_owner", "check_owners"]
+__all__ = [
+    "Reader",
+    "Writer",
+    "bearer_scheme",
+    "check_owner",
+    "check_owners",
+    "principal_of",
+    "require_writer",
+]
 
-_bearer = HTTPBearer(auto_error=False, description="A registry token: `toolreg token create`.")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="A registry token: `toolreg token create`."
+)
 
 
-async def _principal(
+async def principal_of(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    state: Annotated[AppState, Depends(get_state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal | None:
     if credentials is None:
         if request.headers.get("authorization"):
             raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
         return None
-    state = get_state(request)
     return await state.tokens.authenticate(credentials.credentials)
 
 
 async def _reader(
     state: Annotated[AppState, Depends(get_state)],
-    principal: Annotated[Principal | None, Depends(_principal)],
+    principal: Annotated[Principal | None, Depends(principal_of)],
 ) -> Principal | None:
     if principal is None and state.settings.reads_require_token:
         raise AuthenticationError("this registry requires a token for reads")
     return principal
 
 
-async def _writer(principal: Annotated[Principal | None, Depends(_principal)]) -> Principal:
+async def require_writer(
+    principal: Annotated[Principal | None, Depends(principal_of)],
+) -> Principal:
     if principal is None:
         raise AuthenticationError("writes need a bearer token (Authorization: Bearer <token>)")
     if not principal.scope.allows(Scope.WRITE):
@@ -55,7 +67,7 @@ async def _writer(principal: Annotated[Principal | None, Depends(_principal)]) -
 
 
 Reader = Annotated[Principal | None, Depends(_reader)]
-Writer = Annotated[Principal, Depends(_writer)]
+Writer = Annotated[Principal, Depends(require_writer)]
 
 
 def check_owner(principal: Principal, tool_id: str, owner: str | None) -> None:

@@ -38,7 +38,7 @@ class AppState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def get_state(request: Request) -> AppState:
-    """The app's state (a FastAPI dependency)."""
+async def get_state(request: Request) -> AppState:
+    """The app's state (a FastAPI dependency; async, so it never goes to the threadpool)."""
     state: AppState = request.app.state.toolreg
     return state

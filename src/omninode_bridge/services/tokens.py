@@ -131,6 +131,16 @@ class TokenService:
         """Revoke the active token ``name``; ``False`` when there is none."""
         return await self.client.fetchrow(Q["revoke_token"], name) is not None
 
+    async def heartbeat(self, secret: str, tool_id: str) -> bool:
+        """Heartbeat ``tool_id`` in one statement if ``secret`` is a valid token that may.
+
+        ``False`` says nothing about why: the caller takes the slow path for the error.
+        """
+        if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
+            return False
+        n = await self.client.fetchval(Q["heartbeat_with_token"], hash_secret(secret), tool_id)
+        return bool(n)
+
     async def authenticate(self, secret: str | None) -> Principal:
         """The principal behind ``secret``.
 

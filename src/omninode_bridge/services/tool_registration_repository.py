@@ -163,6 +163,13 @@ class ToolRegistrationRepository:
         status = await self.client.execute(Q["update_heartbeat"], tool_id, when)
         return status.endswith(" 1")
 
+    async def update_heartbeat_owned(self, tool_id: str, owner: str) -> bool:
+        """Heartbeat ``tool_id`` now if ``owner`` owns it; ``False`` if absent or not owned."""
+        if not could_be_registered(tool_id):
+            return False
+        status = await self.client.execute(Q["update_heartbeat_owned"], tool_id, owner)
+        return status.endswith(" 1")
+
     async def list_all_registrations(
         self, node_type: str | NodeType | None = None
     ) -> list[ModelToolRegistration]:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials
 
-from omninode_bridge.api.auth import Reader, Writer, check_owner, check_owners
+from omninode_bridge.api.auth import (
+    Reader,
+    Writer,
+    bearer_scheme,
+    check_owner,
+    check_owners,
+    principal_of,
+    require_writer,
+)
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.api.schemas import HeartbeatBatch, HeartbeatBatchResult
 from omninode_bridge.errors import ToolNotFoundError, ValidationFailedError
@@ -19,6 +28,7 @@ from omninode_bridge.models import (
 )
 from omninode_bridge.models.fields import TOOL_ID_PATTERN
 from omninode_bridge.models.query import MAX_PAGE_SIZE
+from omninode_bridge.services.tokens import Scope
 
 router = APIRouter(prefix="/v1", tags=["tools"])
 
@@ -127,12 +137,25 @@ async def delete_tool(tool_id: ToolIdPath, principal: Writer, state: State) -> R
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 403, 404, 422),
 )
-async def heartbeat(tool_id: ToolIdPath, principal: Writer, state: State) -> Response:
+async def heartbeat(
+    tool_id: ToolIdPath,
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Response:
     """Record a heartbeat now (database clock)."""
-    owner = await state.repository.get_owner(tool_id)
-    if owner != principal.owner:
-        await _authorize(state, principal, tool_id)
-    if not await state.repository.update_heartbeat(tool_id):
+    if credentials is not None and await state.tokens.heartbeat(credentials.credentials, tool_id):
+        state.metrics.heartbeats.inc()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    # The slow path, for the right error (or a race with a concurrent change of owner).
+    principal = await require_writer(await principal_of(request, state, credentials))
+    repo = state.repository
+    if principal.scope is Scope.ADMIN:
+        updated = await repo.update_heartbeat(tool_id)
+    elif not (updated := await repo.update_heartbeat_owned(tool_id, principal.owner)):
+        await _authorize(state, principal, tool_id)  # raises 404 or 403
+        updated = await repo.update_heartbeat_owned(tool_id, principal.owner)
+    if not updated:
         raise ToolNotFoundError(tool_id)
     state.metrics.heartbeats.inc()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

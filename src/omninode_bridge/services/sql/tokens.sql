@@ -27,3 +27,26 @@ FROM registry_tokens WHERE revoked_at IS NULL ORDER BY name
 UPDATE registry_tokens SET revoked_at = now()
 WHERE name = $1 AND revoked_at IS NULL
 RETURNING id
+
+-- name: heartbeat_with_token
+-- The heartbeat route's fast path: authenticate, check ownership and heartbeat in one
+-- statement. Nothing is written unless the token is valid, may write and owns the tool.
+WITH t AS (
+    SELECT id, scope, last_used_at
+    FROM registry_tokens
+    WHERE secret_hash = $1 AND revoked_at IS NULL
+), touch AS (
+    UPDATE registry_tokens r SET last_used_at = now()
+    FROM t
+    WHERE r.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds')
+), hb AS (
+    UPDATE tool_registrations tr SET last_heartbeat = now()
+    FROM t
+    WHERE tr.tool_id = $2
+      AND (t.scope = 'admin'
+           OR (t.scope = 'write' AND EXISTS (
+                 SELECT 1 FROM tool_owners o
+                 WHERE o.tool_id = tr.tool_id AND o.owner = 'token:' || t.id::text)))
+    RETURNING 1
+)
+SELECT count(*) FROM hb

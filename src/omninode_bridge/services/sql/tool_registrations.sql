@@ -111,6 +111,11 @@ SELECT count(*) FROM del
 UPDATE tool_registrations SET last_heartbeat = COALESCE($2::timestamptz, now())
 WHERE tool_id = $1
 
+-- name: update_heartbeat_owned
+UPDATE tool_registrations t SET last_heartbeat = now()
+WHERE t.tool_id = $1
+  AND EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $2)
+
 -- name: update_heartbeats
 UPDATE tool_registrations SET last_heartbeat = COALESCE($2::timestamptz, now())
 WHERE tool_id = ANY($1::varchar[])

@@ -1,0 +1,833 @@
+"""The registry server against a bare FastAPI endpoint running the same SQL.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_api [--tools 10000] [--seconds 10] [--rounds 3]
+
+With ``DATABASE_URL`` set it creates a throwaway database on that server and
+drops it after; otherwise it starts the embedded PostgreSQL in a fresh
+temporary data dir under /tmp, and stops and removes it after.
+
+It seeds ``--tools`` registrations through ``create_registrations`` (batches
+of 1000), all owned by a ``write`` token it creates with ``TokenService``,
+then starts two servers as subprocesses on loopback, on the same database,
+each one uvicorn worker with the registry's default settings:
+
+* full: ``toolreg serve --no-migrate --log-level warning`` (the whole app:
+  middleware, validation, bearer token, ownership check, metrics);
+* bare: this module with ``--bare-server``, a minimal FastAPI app with an
+  asyncpg pool of the registry's default size and the same orjson JSONB codec,
+  whose two endpoints run only the raw statement (and have no auth at all:
+  that is the point of the comparison)::
+
+      GET  /v1/tools/{tool_id}            SELECT * FROM tool_registrations WHERE tool_id = $1
+      POST /v1/tools/{tool_id}/heartbeat  UPDATE tool_registrations SET last_heartbeat = now()
+                                          WHERE tool_id = $1                 (204)
+
+Load comes from a separate process on loopback: ``wrk`` (Debian's: ``apt-get
+install wrk``; 32 connections, 2 threads, a small Lua script picking a random
+seeded tool id per request; the heartbeat carries the token) or, without wrk or
+with ``--client python``, an asyncio HTTP/1.1 client in a subprocess. After an
+untimed warm-up of every endpoint on both servers, rounds alternate full, bare,
+full, bare (per endpoint) and the table shows the medians: requests per
+second, their ratio (target >= 0.5), each round's own ratio, and the full
+app's p99 latency (target < 50 ms). Each run also records the CPU time the
+server process and the PostgreSQL server's processes spent per request, which
+other work on the machine disturbs less than throughput does. The exit status
+is 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOOLREG = str(Path(sys.executable).with_name("toolreg"))
+HOST = "127.0.0.1"
+ID_PREFIX = "bench-tool-"
+SEED_BATCH = 1000
+GET_SQL = "SELECT * FROM tool_registrations WHERE tool_id = $1"
+HEARTBEAT_SQL = "UPDATE tool_registrations SET last_heartbeat = now() WHERE tool_id = $1"
+RATIO_TARGET = 0.5
+P99_TARGET_MS = 50.0
+RESULT_MARK = "BENCH_JSON "
+NO_TOKEN = "-"  # noqa: S105 - the load generators' "no Authorization header"
+ENDPOINTS = ("get", "heartbeat")
+SIDES = ("full", "bare")
+
+
+def tool_id(i: int) -> str:
+    return f"{ID_PREFIX}{i:07d}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any registry settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOOLREG_", "POSTGRES_")) and k != "DATABASE_URL"
+    }
+    env.update(extra)
+    return env
+
+
+# -- the bare comparison server ------------------------------------------------
+
+
+def run_bare_server(port: int, dsn: str) -> None:
+    """A minimal FastAPI app on uvicorn: the raw statements, no auth, no middleware."""
+    import uvicorn
+    from fastapi import FastAPI, Response
+
+    from omninode_bridge.settings import Settings
+
+    settings = Settings()  # the registry's defaults (the parent cleans the environment)
+
+    async def init(conn: asyncpg.Connection) -> None:
+        for type_name in ("jsonb", "json"):
+            await conn.set_type_codec(
+                type_name,
+                encoder=lambda v: orjson.dumps(v).decode(),
+                decoder=orjson.loads,
+                schema="pg_catalog",
+            )
+
+    pool: dict[str, asyncpg.Pool] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool["p"] = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
+            statement_cache_size=settings.statement_cache_size,
+            init=init,
+        )
+        try:
+            yield
+        finally:
+            await pool["p"].close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/v1/tools/{tool_id}")
+    async def get_tool(tool_id: str) -> Response:
+        row = await pool["p"].fetchrow(GET_SQL, tool_id)
+        if row is None:
+            return Response(status_code=404)
+        return Response(orjson.dumps(dict(row), default=str), media_type="application/json")
+
+    @app.post("/v1/tools/{tool_id}/heartbeat")
+    async def heartbeat(tool_id: str) -> Response:
+        status = await pool["p"].execute(HEARTBEAT_SQL, tool_id)
+        return Response(status_code=204 if status.endswith(" 1") else 404)
+
+    config = uvicorn.Config(
+        app,
+        host=HOST,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        server_header=False,
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+
+
+# -- load: wrk, or an asyncio client in a subprocess -----------------------------
+
+WRK_SCRIPT = r"""
+-- args: method, number of tools, id prefix, token ("-" for none)
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("thread_no", counter)
+end
+
+local method, n, prefix, headers
+function init(args)
+  method, n, prefix = args[1], tonumber(args[2]), args[3]
+  headers = {}
+  if args[4] ~= "-" then headers["Authorization"] = "Bearer " .. args[4] end
+  if method == "POST" then headers["Content-Length"] = "0" end
+  math.randomseed(thread_no * 104729 + os.time())
+end
+
+function request()
+  local path = "/v1/tools/" .. string.format("%s%07d", prefix, math.random(0, n - 1))
+  if method == "POST" then path = path .. "/heartbeat" end
+  return wrk.format(method, path, headers)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
+    '"max_us":%d,"mean_us":%.1f,"status_errors":%d,"socket_errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean, e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass
+class Load:
+    """One load run's numbers (latencies in milliseconds)."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    status_errors: int
+    socket_errors: int
+    server_cpu_us: float = 0.0  # server process CPU per request
+    db_cpu_us: float = 0.0  # PostgreSQL processes' CPU per request
+    server_cpu_share: float = 0.0  # server CPU seconds per wall second
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @classmethod
+    def parse(cls, output: str) -> Load:
+        for line in output.splitlines():
+            if line.startswith(RESULT_MARK):
+                d = json.loads(line[len(RESULT_MARK) :])
+                return cls(
+                    requests=d["requests"],
+                    seconds=d["duration_us"] / 1e6,
+                    p50_ms=d["p50_us"] / 1000,
+                    p90_ms=d["p90_us"] / 1000,
+                    p99_ms=d["p99_us"] / 1000,
+                    max_ms=d["max_us"] / 1000,
+                    status_errors=d["status_errors"],
+                    socket_errors=d["socket_errors"],
+                )
+        raise RuntimeError(f"the load generator printed no result:\n{output[-2000:]}")
+
+
+@dataclass
+class LoadSpec:
+    client: str  # "wrk" or "python"
+    connections: int
+    threads: int
+    tools: int
+    token: str
+    script: Path
+    postmaster: int | None = None  # PostgreSQL's main process, for its CPU time
+
+
+def load_command(spec: LoadSpec, url: str, endpoint: str, seconds: float) -> list[str]:
+    method = "GET" if endpoint == "get" else "POST"
+    token = spec.token if endpoint == "heartbeat" else NO_TOKEN
+    if spec.client == "wrk":
+        return [
+            "wrk",
+            f"-t{spec.threads}",
+            f"-c{spec.connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(spec.script),
+            url,
+            "--",
+            method,
+            str(spec.tools),
+            ID_PREFIX,
+            token,
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_api",
+        "--load-client",
+        url,
+        method,
+        str(spec.tools),
+        token,
+        "--connections",
+        str(spec.connections),
+        "--seconds",
+        str(seconds),
+    ]
+
+
+def cpu_times(pids: list[int]) -> dict[int, float]:
+    """utime + stime in seconds of each of these processes that is still there."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return times
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two snapshots: processes that appeared count whole."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+async def find_postmaster(dsn: str) -> int | None:
+    """The local PostgreSQL server's main process, or ``None`` when it is not visible here."""
+    conn = await asyncpg.connect(dsn, timeout=30)
+    try:
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        return int(_stat(backend)[1])  # while the backend still exists
+    except (OSError, IndexError, ValueError):
+        return None
+    finally:
+        await conn.close()
+
+
+def postgres_pids(postmaster: int | None) -> list[int]:
+    """The server's main process and its children (backends, background workers)."""
+    if postmaster is None:
+        return []
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if _stat(int(entry.name))[1] == str(postmaster):
+                    pids.append(int(entry.name))
+    return pids
+
+
+def run_load(spec: LoadSpec, url: str, endpoint: str, seconds: float, server_pid: int) -> Load:
+    command = load_command(spec, url, endpoint, seconds)
+    server_before, db_before = cpu_times([server_pid]), cpu_times(postgres_pids(spec.postmaster))
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    wall = time.perf_counter() - started
+    server_cpu = cpu_spent(server_before, cpu_times([server_pid]))
+    db_cpu = cpu_spent(db_before, cpu_times(postgres_pids(spec.postmaster)))
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} exited with {done.returncode}: {done.stderr[-2000:]}")
+    load = Load.parse(done.stdout)
+    n = max(1, load.requests)
+    load.server_cpu_us = server_cpu / n * 1e6
+    load.db_cpu_us = db_cpu / n * 1e6 if spec.postmaster is not None else float("nan")
+    load.server_cpu_share = server_cpu / wall
+    return load
+
+
+def run_load_client(url: str, method: str, tools: int, token: str, conns: int, secs: float) -> None:
+    """The fallback load generator: keep-alive HTTP/1.1 on ``conns`` connections, one process."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or HOST, parts.port or 80
+    auth = f"Authorization: Bearer {token}\r\n" if token != NO_TOKEN else ""
+    latencies: list[float] = []
+    errors = {"status": 0, "socket": 0}
+
+    async def connection(rng: random.Random, deadline: float) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        clock = time.perf_counter
+        try:
+            while clock() < deadline:
+                path = f"/v1/tools/{tool_id(rng.randrange(tools))}"
+                if method == "POST":
+                    path += "/heartbeat"
+                request = (
+                    f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode()
+                started = clock()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if length:
+                    await reader.readexactly(length)
+                latencies.append(clock() - started)
+                if int(head[9:12]) >= 400:
+                    errors["status"] += 1
+        except (OSError, asyncio.IncompleteReadError):
+            errors["socket"] += 1
+        finally:
+            writer.close()
+
+    async def main() -> float:
+        started = time.perf_counter()
+        deadline = started + secs
+        await asyncio.gather(*(connection(random.Random(i), deadline) for i in range(conns)))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    ordered = sorted(latencies) or [0.0]
+
+    def pct(p: float) -> int:
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1e6)
+
+    result = {
+        "requests": len(latencies),
+        "duration_us": round(elapsed * 1e6),
+        "p50_us": pct(50),
+        "p90_us": pct(90),
+        "p99_us": pct(99),
+        "max_us": round(ordered[-1] * 1e6),
+        "mean_us": statistics.fmean(ordered) * 1e6,
+        "status_errors": errors["status"],
+        "socket_errors": errors["socket"],
+    }
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+# -- the database ----------------------------------------------------------------
+
+
+def with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
+
+
+class Database:
+    """A throwaway database: on DATABASE_URL's server, or in a fresh embedded one."""
+
+    def __init__(self) -> None:
+        self.url = os.environ.get("DATABASE_URL") or None
+        self.name = f"toolreg_api_bench_{uuid.uuid4().hex[:8]}"
+        self.data_dir: Path | None = None
+        self.admin_dsn: str | None = None
+        self.dsn = ""
+
+    async def start(self) -> str:
+        if self.url:
+            host = urlsplit(self.url).hostname
+            if host not in (None, "", "localhost", "127.0.0.1", "::1"):
+                print(f"warning: DATABASE_URL host {host} is not loopback", file=sys.stderr)
+            self.admin_dsn = with_database(self.url, "postgres")
+            await self._admin(f'CREATE DATABASE "{self.name}"')
+            self.dsn = with_database(self.url, self.name)
+        else:
+            from omninode_bridge.embedded import start_embedded
+
+            self.data_dir = Path(tempfile.mkdtemp(prefix="toolreg-api-bench-", dir="/tmp"))
+            self.data_dir.chmod(0o755)
+            server = await start_embedded(self.data_dir, self.name)
+            self.dsn = server.dsn(self.name)
+        return self.dsn
+
+    async def _admin(self, statement: str) -> None:
+        assert self.admin_dsn is not None
+        conn = await asyncpg.connect(self.admin_dsn, timeout=30)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    async def stop(self) -> None:
+        if self.admin_dsn is not None and self.dsn:
+            try:
+                await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            except (OSError, asyncpg.PostgresError) as exc:
+                print(f"warning: could not drop {self.name}: {exc}", file=sys.stderr)
+        if self.data_dir is not None:
+            from omninode_bridge.embedded import stop_embedded
+
+            await stop_embedded(self.data_dir)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def tool_payload(rng: random.Random, i: int) -> dict[str, Any]:
+    """A realistic registration of about a kilobyte."""
+    ops = rng.sample(["read", "write", "list", "stamp", "hash", "sign", "convert", "index"], 3)
+    host = f"http://{tool_id(i)}.tools.svc.cluster.local:8080"
+    return {
+        "tool_id": tool_id(i),
+        "node_type": rng.choice(["effect", "compute", "reducer", "orchestrator"]),
+        "capabilities": {
+            "operations": ops,
+            "formats": rng.sample(["json", "yaml", "csv", "parquet", "xml", "pdf"], 2),
+            "max_file_size": rng.choice([1_000_000, 10_000_000, 50_000_000]),
+            "streaming": rng.random() < 0.3,
+            "version": f"{rng.randint(1, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+        },
+        "endpoints": {op: f"{host}/v1/{op}" for op in ops},
+        "metadata": {
+            "owner": rng.choice(["platform", "data", "ml", "search", "media"]),
+            "region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
+            "tags": rng.sample(["beta", "gpu", "batch", "realtime", "internal"], 2),
+            "description": f"{ops[0]} tool #{i} maintained by the team",
+        },
+        "health_endpoint": f"{host}/health",
+    }
+
+
+async def prepare(dsn: str, tools: int) -> str:
+    """Migrate, create a write token, seed ``tools`` registrations it owns; the secret."""
+    from omninode_bridge.migrations import runner
+    from omninode_bridge.models import ModelToolRegistrationCreate
+    from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+    from omninode_bridge.services.tokens import Scope, TokenService
+    from omninode_bridge.settings import Settings
+
+    await runner.upgrade(dsn)
+    rng = random.Random(tools)
+    settings = Settings(pool_min_size=1, pool_max_size=1, command_timeout=300)
+    async with PostgresClient(settings, dsn=dsn) as client:
+        token = await TokenService(client).create(f"bench-{uuid.uuid4().hex[:8]}", Scope.WRITE)
+        owner = f"token:{token.info.id}"
+        repo = ToolRegistrationRepository(client)
+        for start in range(0, tools, SEED_BATCH):
+            batch = [
+                ModelToolRegistrationCreate(**tool_payload(rng, i))
+                for i in range(start, min(tools, start + SEED_BATCH))
+            ]
+            await repo.create_registrations(batch, owner=owner)
+        await client.execute("VACUUM ANALYZE")
+    return token.secret
+
+
+# -- the server processes ------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-3000:]
+        return ""
+
+
+def start_process(
+    name: str, command: list[str], env: dict[str, str], port: int, logs: Path
+) -> Proc:
+    log = logs / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+        )
+    return Proc(name, f"http://{HOST}:{port}", process, log)
+
+
+def request(url: str, method: str, path: str, token: str | None = None) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or HOST, parts.port, timeout=5)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if method == "POST":
+            headers["Content-Length"] = "0"
+        conn.request(method, path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(proc: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(
+                f"{proc.name} server exited with {proc.process.returncode}:\n{proc.log_tail()}"
+            )
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if request(proc.url, "GET", "/health")[0] == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} server did not answer /health within {timeout} s")
+
+
+def stop_process(proc: Proc) -> None:
+    if proc.process.poll() is None:
+        proc.process.send_signal(signal.SIGTERM)
+        try:
+            proc.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.process.kill()
+            proc.process.wait(timeout=10)
+
+
+def check_servers(full: Proc, bare: Proc, token: str) -> None:
+    """Both servers answer the same row and accept a heartbeat (untimed sanity)."""
+    path = f"/v1/tools/{tool_id(0)}"
+    full_status, full_body = request(full.url, "GET", path)
+    bare_status, bare_body = request(bare.url, "GET", path)
+    assert (full_status, bare_status) == (200, 200), (full_status, bare_status)
+    ours, raw = orjson.loads(full_body), orjson.loads(bare_body)
+    for key in ("tool_id", "node_type", "capabilities", "endpoints", "metadata"):
+        assert ours[key] == raw[key], key
+    assert request(full.url, "POST", path + "/heartbeat", token)[0] == 204
+    assert request(bare.url, "POST", path + "/heartbeat")[0] == 204
+    assert request(full.url, "POST", path + "/heartbeat")[0] == 401  # the token matters
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    endpoint: str
+    runs: dict[str, list[Load]] = field(default_factory=lambda: {s: [] for s in SIDES})
+
+    def median(self, side: str, attr: str) -> float:
+        return float(statistics.median(getattr(load, attr) for load in self.runs[side]))
+
+    @property
+    def ratio(self) -> float:
+        return self.median("full", "rps") / self.median("bare", "rps")
+
+    @property
+    def round_ratios(self) -> list[float]:
+        """Each round's full/bare pair (run back to back): how much the machine moved."""
+        pairs = zip(self.runs["full"], self.runs["bare"], strict=True)
+        return [full.rps / bare.rps for full, bare in pairs]
+
+    @property
+    def ratio_ok(self) -> bool:
+        return self.ratio >= RATIO_TARGET
+
+    @property
+    def p99_ok(self) -> bool:
+        return self.median("full", "p99_ms") < P99_TARGET_MS
+
+    @property
+    def clean(self) -> bool:
+        return all(
+            load.status_errors == 0 and load.socket_errors == 0
+            for loads in self.runs.values()
+            for load in loads
+        )
+
+
+LABELS = {"get": "`GET /v1/tools/{id}`", "heartbeat": "`POST /v1/tools/{id}/heartbeat`"}
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| endpoint | full req/s | bare req/s | ratio (>= 0.5) | full p50 ms "
+        "| full p99 ms (< 50) | bare p99 ms | ratio per round | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in rows:
+        verdict = "pass" if row.ratio_ok and row.p99_ok and row.clean else "FAIL"
+        if not row.clean:
+            verdict += " (errors)"
+        lines.append(
+            f"| {LABELS[row.endpoint]} | {row.median('full', 'rps'):,.0f} "
+            f"| {row.median('bare', 'rps'):,.0f} | {row.ratio:.2f} "
+            f"({'pass' if row.ratio_ok else 'fail'}) | {row.median('full', 'p50_ms'):.1f} "
+            f"| {row.median('full', 'p99_ms'):.1f} ({'pass' if row.p99_ok else 'fail'}) "
+            f"| {row.median('bare', 'p99_ms'):.1f} "
+            f"| {' / '.join(f'{r:.2f}' for r in row.round_ratios)} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[Row]) -> str:
+    lines = [
+        "| endpoint | side | server CPU us/req | PostgreSQL CPU us/req | server CPU share |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        for side in SIDES:
+            lines.append(
+                f"| {LABELS[row.endpoint]} | {side} | {row.median(side, 'server_cpu_us'):.0f} "
+                f"| {row.median(side, 'db_cpu_us'):.0f} "
+                f"| {row.median(side, 'server_cpu_share'):.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def describe(load: Load) -> str:
+    errors = ""
+    if load.status_errors or load.socket_errors:
+        errors = f"  ERRORS status={load.status_errors} socket={load.socket_errors}"
+    return (
+        f"{load.rps:>9,.0f} req/s  p50 {load.p50_ms:6.2f}  p99 {load.p99_ms:6.2f}  "
+        f"max {load.max_ms:7.2f} ms  server CPU {load.server_cpu_us:5.0f} us/req "
+        f"({load.server_cpu_share:.2f})  db CPU {load.db_cpu_us:5.0f} us/req{errors}"
+    )
+
+
+def machine_load(when: str) -> str:
+    """The load average against the CPU count: other work on the machine skews every number."""
+    cpus, load = os.cpu_count() or 1, os.getloadavg()[0]
+    line = f"  {when}: {cpus} CPUs, 1-minute load average {load:.1f}"
+    if load > cpus * 0.75:
+        line += " (busy machine: compare ratios and CPU per request, not absolute req/s)"
+    return line
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> list[Row]:
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    db = Database()
+    procs: list[Proc] = []
+    try:
+        dsn = asyncio.run(db.start())
+        print(f"seeding {args.tools} tools (create_registrations, owned by a write token)...")
+        started = time.perf_counter()
+        token = asyncio.run(prepare(dsn, args.tools))
+        print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
+
+        env = clean_env(DATABASE_URL=dsn)
+        full_port, bare_port = free_port(), free_port()
+        full_cmd = [TOOLREG, "serve", "--port", str(full_port), "--no-migrate"]
+        full_cmd += ["--log-level", "warning"]
+        bare_cmd = [sys.executable, "-m", "benchmarks.bench_api", "--bare-server"]
+        bare_cmd += ["--port", str(bare_port), "--dsn", dsn]
+        procs.append(start_process("full", full_cmd, env, full_port, work))
+        procs.append(start_process("bare", bare_cmd, env, bare_port, work))
+        for proc in procs:
+            wait_ready(proc)
+        servers = dict(zip(SIDES, procs, strict=True))
+        check_servers(servers["full"], servers["bare"], token)
+
+        script = work / "bench_api.lua"
+        script.write_text(WRK_SCRIPT)
+        postmaster = asyncio.run(find_postmaster(dsn))
+        spec = LoadSpec(
+            client, args.connections, args.threads, args.tools, token, script, postmaster
+        )
+        print(
+            f"load: {client}, {args.connections} connections"
+            f"{f', {args.threads} threads' if client == 'wrk' else ''}, {args.seconds:g} s a run,"
+            f" {args.rounds} rounds (full, bare alternating) after a {args.warmup:g} s warm-up",
+            flush=True,
+        )
+        print(machine_load("before"), flush=True)
+        for endpoint in ENDPOINTS:
+            for side in SIDES:
+                proc = servers[side]
+                run_load(spec, proc.url, endpoint, args.warmup, proc.process.pid)
+        rows = [Row(endpoint) for endpoint in ENDPOINTS]
+        for round_no in range(1, args.rounds + 1):
+            for row in rows:
+                for side in SIDES:
+                    proc = servers[side]
+                    load = run_load(spec, proc.url, row.endpoint, args.seconds, proc.process.pid)
+                    row.runs[side].append(load)
+                    print(f"  round {round_no} {row.endpoint:<9} {side:<4} {describe(load)}")
+                    sys.stdout.flush()
+        print(machine_load("after"), flush=True)
+        for proc in procs:
+            if proc.process.poll() is not None:
+                raise RuntimeError(f"{proc.name} server died during the run:\n{proc.log_tail()}")
+        return rows
+    except BaseException:
+        for proc in procs:
+            tail = proc.log_tail().strip()
+            if tail:
+                print(f"--- {proc.name} server log ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        asyncio.run(db.stop())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tools", type=int, default=10_000, help="tools to seed")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of one timed run")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs per side and endpoint")
+    parser.add_argument("--warmup", type=float, default=2.0, help="untimed run first, seconds")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--json", type=Path, help="also write the runs here")
+    # Internal modes: the bare comparison server and the fallback load client.
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--load-client", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.tools < 1 or args.connections < 1 or args.threads < 1:
+        parser.error("--rounds, --tools, --connections and --threads must be at least 1")
+    return args
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the cleanup in benchmark()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.bare_server:
+        run_bare_server(args.port, args.dsn)
+        return 0
+    if args.load_client:
+        url, method, tools, token = args.load_client
+        run_load_client(url, method, int(tools), token, args.connections, args.seconds)
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    with tempfile.TemporaryDirectory(prefix="toolreg-api-bench-run-", dir="/tmp") as tmp:
+        rows = benchmark(args, Path(tmp))
+    print()
+    print(table(rows))
+    print()
+    print(cpu_table(rows))
+    if args.json:
+        payload = {
+            row.endpoint: {s: [asdict(x) for x in row.runs[s]] for s in SIDES} for row in rows
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    ok = all(row.ratio_ok and row.p99_ok and row.clean for row in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
