@@ -22,9 +22,13 @@ SQL text (the repository's own queries) and a pool of the same size:
   ``fetch`` with JSON parameters encoded by orjson, and for the multi-row
   queries the jsonb text columns decoded with orjson after the fetch.
 
-Rounds alternate (ours, raw, ours, raw, ...) after one untimed warm-up per
-side; each round runs ``--seconds`` (at least one call). The table shows the
-median of the rounds for each side and the ratio of the medians.
+Timing alternates the two sides after an untimed warm-up. On one connection
+every round alternates single calls (ours, raw, raw, ours, ...), each side's
+throughput being its units over the time spent in its own calls; on eight
+connections whole rounds alternate (ours, raw, ours, raw, ...). A round lasts
+``--seconds`` (and at least one call); the table shows the median round of
+each side, the ratio of the two medians, the spread of the per-round ratios,
+and, on one connection, this process's CPU time per call on each side.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +99,7 @@ Call = Callable[[int], Awaitable[int]]  # gets a call number, returns the units 
 
 
 def tool_payload(rng: random.Random, tool_id: str) -> dict[str, Any]:
-    """A realistic registration: 2-6 operations, formats, limits, endpoints, metadata."""
+    """A realistic registration: 1-7 operations, formats, limits, endpoints, metadata."""
     operations = rng.sample(OTHER_OPERATIONS, rng.randint(1, 5))
     if rng.random() < 0.5:
         operations.insert(0, "read")
@@ -131,6 +136,7 @@ def dumps(value: Any) -> str:
 
 
 def raw_create_args(m: ModelToolRegistrationCreate) -> tuple[Any, ...]:
+    """The parameters of the repository's ``create_registration`` statement, JSON as text."""
     return (
         m.tool_id,
         m.node_type.value,
@@ -138,6 +144,7 @@ def raw_create_args(m: ModelToolRegistrationCreate) -> tuple[Any, ...]:
         dumps(m.endpoints),
         dumps(m.metadata),
         m.health_endpoint,
+        None,  # owner
     )
 
 
@@ -162,7 +169,11 @@ class Result:
     target: float | None
     ours: list[float] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
+    # Client CPU seconds per call, per round (one-connection runs only).
+    ours_cpu: list[float] = field(default_factory=list)
+    raw_cpu: list[float] = field(default_factory=list)
     rows_per_call: int | None = None
+    units_per_call: int = 1  # rows for the batch heartbeat
     note: str = ""
 
     @property
@@ -185,26 +196,99 @@ class Result:
     def passed(self) -> bool | None:
         return None if self.target is None else self.ratio >= self.target
 
+    @property
+    def cpu_estimate(self) -> float | None:
+        """The ratio if ours differed from raw only by its extra client CPU per call.
 
-async def run_for(call: Call, conns: int, seconds: float, min_calls: int) -> float:
-    """Units per second of ``call`` on ``conns`` concurrent workers for about ``seconds``."""
-    counter = itertools.count()
-    units = 0
+        One connection, calls in sequence: the server's work is the same SQL
+        on both sides, so ``raw time per call / (that + extra CPU per call)``
+        is an estimate of the ratio that server-side noise does not move.
+        """
+        if not self.ours_cpu:
+            return None
+        extra = statistics.median(self.ours_cpu) - statistics.median(self.raw_cpu)
+        raw_call = self.units_per_call / self.raw_median
+        return raw_call / (raw_call + extra)
+
+
+@dataclass
+class Timing:
+    units: int
+    calls: int
+    seconds: float
+    cpu_seconds: float | None = None  # this process's CPU time inside the calls
+
+    @property
+    def rate(self) -> float:
+        return self.units / self.seconds
+
+    @property
+    def cpu_per_call(self) -> float | None:
+        return None if self.cpu_seconds is None else self.cpu_seconds / max(1, self.calls)
+
+
+async def run_for(
+    call: Call, conns: int, seconds: float, min_calls: int, counter: Iterator[int]
+) -> Timing:
+    """Run ``call`` on ``conns`` concurrent workers for about ``seconds``.
+
+    ``counter`` numbers the calls (each number picks the call's input).
+    """
+    units = calls = 0
     started = time.perf_counter()
     deadline = started + seconds
 
     async def worker() -> None:
-        nonlocal units
+        nonlocal units, calls
         done = 0
         while done < min_calls or time.perf_counter() < deadline:
             got = await call(next(counter))
             if got == 0:  # the call's prepared inputs ran out
-                return
+                break
             units += got
             done += 1
+        calls += done
 
     await asyncio.gather(*(worker() for _ in range(conns)))
-    return units / (time.perf_counter() - started)
+    return Timing(units, calls, time.perf_counter() - started)
+
+
+MIN_ROUNDS = 5
+SIDES = ("ours", "raw")
+
+
+async def alternate_for(
+    calls: dict[str, Call], seconds: float, min_pairs: int, counter: Iterator[int]
+) -> dict[str, Timing]:
+    """One connection each, one call at a time: ours, raw, raw, ours, ours, raw, ...
+
+    Each side's throughput is its units over the time spent in its own calls,
+    so background noise slower than one call falls on both sides alike. The
+    process's CPU time inside each side's calls is kept too.
+    """
+    units = dict.fromkeys(SIDES, 0)
+    done = dict.fromkeys(SIDES, 0)
+    spent = dict.fromkeys(SIDES, 0.0)
+    cpu = dict.fromkeys(SIDES, 0.0)
+    clock, cpu_clock = time.perf_counter, time.process_time
+    pairs = 0
+    deadline = clock() + seconds
+    while pairs < min_pairs or clock() < deadline:
+        order = SIDES if pairs % 2 == 0 else SIDES[::-1]
+        for side in order:
+            cpu_started, started = cpu_clock(), clock()
+            got = await calls[side](next(counter))
+            spent[side] += clock() - started
+            cpu[side] += cpu_clock() - cpu_started
+            if got == 0:  # the prepared inputs ran out
+                break
+            units[side] += got
+            done[side] += 1
+        else:
+            pairs += 1
+            continue
+        break
+    return {k: Timing(units[k], done[k], spent[k], cpu[k]) for k in SIDES}
 
 
 async def compare(
@@ -215,22 +299,61 @@ async def compare(
     seconds: float,
     rounds: int,
     warmup_calls: int,
+    min_calls: int = 1,
     between: Callable[[], Awaitable[None]] | None = None,
 ) -> Result:
-    """Warm both sides up, then alternate timed rounds: ours, raw, ours, raw, ..."""
-    for call in (ours, raw):
-        await run_for(call, result.conns, min(0.3, seconds), warmup_calls)
+    """Warm both sides up, then time them in alternation; record each round's throughput.
+
+    One connection: every round alternates single calls (see ``alternate_for``).
+    Several connections: rounds alternate, ours then raw, each round on all
+    connections at once. A round lasts ``seconds`` and at least one call (per
+    side, ``min_calls`` for spiky operations); when that makes a round longer
+    than ``seconds``, the rounds are fewer (never under five) so that the
+    operation keeps about the same time budget. Inputs are walked on from
+    round to round; with ``between`` (which undoes a round's writes) every
+    round starts again from the first input.
+    """
+    calls = {"ours": ours, "raw": raw}
+    shared = itertools.count()
+    per_side = {side: itertools.count() for side in SIDES}
+
+    def numbers(side: str | None = None) -> Iterator[int]:
         if between is not None:
-            await between()
-    for _ in range(rounds):
-        for side, call in (("ours", ours), ("raw", raw)):
-            rate = await run_for(call, result.conns, seconds, 1)
-            getattr(result, side).append(rate)
+            return itertools.count()
+        return shared if side is None else per_side[side]
+
+    async def one_round(length: float, min_calls: int) -> dict[str, Timing]:
+        if result.conns == 1:
+            timings = await alternate_for(calls, length, min_calls, numbers())
             if between is not None:
                 await between()
+            return timings
+        timings = {}
+        for side in SIDES:
+            timings[side] = await run_for(
+                calls[side], result.conns, length, min_calls, numbers(side)
+            )
+            if between is not None:
+                await between()
+        return timings
+
+    warm = await one_round(min(0.3, seconds), warmup_calls)
+    slowest_call = max(t.seconds * result.conns / max(1, t.calls) for t in warm.values())
+    round_length = max(seconds, slowest_call * min_calls)
+    if round_length > seconds:
+        rounds = max(min(rounds, MIN_ROUNDS), int(rounds * seconds / round_length))
+    for _ in range(rounds):
+        timings = await one_round(seconds, min_calls)
+        result.ours.append(timings["ours"].rate)
+        result.raw.append(timings["raw"].rate)
+        ours_cpu, raw_cpu = timings["ours"].cpu_per_call, timings["raw"].cpu_per_call
+        if ours_cpu is not None and raw_cpu is not None:
+            result.ours_cpu.append(ours_cpu)
+            result.raw_cpu.append(raw_cpu)
     print(
-        f"  {result.op:<34} {result.conns}c  ours {result.ours_median:>10.1f}"
-        f"  raw {result.raw_median:>10.1f} {result.unit:<6} ratio {result.ratio:.3f}",
+        f"  {result.op:<40} {result.conns}c  ours {result.ours_median:>10.1f}"
+        f"  raw {result.raw_median:>10.1f} {result.unit:<6} ratio {result.ratio:.3f}"
+        f"  ({rounds} rounds)",
         flush=True,
     )
     return result
@@ -469,6 +592,14 @@ async def check_equivalence(s: Sides, inp: Inputs) -> tuple[int, int]:
         counts.append(len(ours_rows))
     missing = await s.repo.update_heartbeats(inp.batches[0])
     assert missing == []
+    # create_registration: the same row from both sides (then removed).
+    ours_model, raw_model = inp.new_models[0], inp.new_models[1]
+    created = await s.repo.create_registration(ours_model)
+    raw_row = await s.raw.fetchrow(Q["create_registration"], *raw_create_args(raw_model))
+    assert raw_row is not None
+    assert created.capabilities == ours_model.capabilities
+    assert orjson.loads(raw_row["capabilities"]) == raw_model.capabilities
+    await s.raw.execute("DELETE FROM tool_registrations WHERE tool_id LIKE 'bench-new-%'")
     return counts[0], counts[1]
 
 
@@ -476,31 +607,76 @@ async def check_equivalence(s: Sides, inp: Inputs) -> tuple[int, int]:
 
 
 @dataclass
+class HotBlock:
+    """The batch heartbeat on one database: an untimed first pass, then the timed rounds."""
+
+    first_pass_rows_per_s: float = 0.0
+    first_pass_hot_percent: float = 0.0
+    timed_hot_percent: float = 0.0
+    timed_row_updates: int = 0
+
+
+@dataclass
 class SizeInfo:
     size: int
     seed_seconds: float
+    seed_db_seconds: float
     rare_rows: int = 0
     common_rows: int = 0
-    hot_percent: dict[str, float] = field(default_factory=dict)
+    heartbeat: dict[str, HotBlock] = field(default_factory=dict)
 
     @property
     def seed_rows_per_s(self) -> float:
         return self.size / self.seed_seconds
 
+    @property
+    def seed_db_rows_per_s(self) -> float:
+        return self.size / self.seed_db_seconds
 
-async def seed(dsn: str, size: int, rng: random.Random) -> tuple[list[str], float]:
-    """Register ``size`` tools through ``create_registrations``; ids and seconds taken."""
+
+async def seed(dsn: str, size: int, rng: random.Random) -> tuple[list[str], float, float]:
+    """Register ``size`` tools through ``create_registrations``.
+
+    Returns the ids, the seconds taken in all, and the seconds spent inside
+    ``create_registrations`` (the rest builds and validates the models).
+    """
     ids = [f"bench-tool-{i:07d}" for i in range(size)]
     started = time.perf_counter()
+    in_db = 0.0
     async with PostgresClient(client_settings(1), dsn=dsn) as client:
         repo = ToolRegistrationRepository(client)
         for start in range(0, size, SEED_BATCH):
             batch = make_models(rng, ids[start : start + SEED_BATCH])
+            call_started = time.perf_counter()
             stored = await repo.create_registrations(batch)
+            in_db += time.perf_counter() - call_started
             assert len(stored) == len(batch)
     elapsed = time.perf_counter() - started
     await sql(dsn, "VACUUM ANALYZE")
-    return ids, elapsed
+    return ids, elapsed, in_db
+
+
+async def flushed_hot_counters(dsn: str) -> tuple[int, int]:
+    """HOT counters once the backends have flushed their statistics (about a second)."""
+    await asyncio.sleep(1.1)
+    return await hot_counters(dsn)
+
+
+def hot_share(before: tuple[int, int], after: tuple[int, int]) -> tuple[float, int]:
+    updates = after[0] - before[0]
+    return 100.0 * (after[1] - before[1]) / max(1, updates), updates
+
+
+async def first_pass(dsn: str, batches: list[list[str]]) -> float:
+    """Heartbeat every tool once (raw, untimed for the table); rows per second."""
+    conn = await asyncpg.connect(dsn, timeout=30)
+    try:
+        started = time.perf_counter()
+        for batch in batches:
+            await conn.fetch(Q["update_heartbeats"], batch, None)
+        return sum(map(len, batches)) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
 
 
 async def bench_size(
@@ -517,9 +693,13 @@ async def bench_size(
     dsn = await server.create(main_name)
     await runner.upgrade(dsn)
     print(f"size {size}: seeding through create_registrations...", flush=True)
-    ids, seed_seconds = await seed(dsn, size, rng)
-    info = SizeInfo(size, seed_seconds)
-    print(f"  seeded in {seed_seconds:.1f}s ({info.seed_rows_per_s:.0f} rows/s)", flush=True)
+    ids, seed_seconds, seed_db_seconds = await seed(dsn, size, rng)
+    info = SizeInfo(size, seed_seconds, seed_db_seconds)
+    print(
+        f"  seeded in {seed_seconds:.1f}s ({info.seed_rows_per_s:.0f} rows/s; "
+        f"{info.seed_db_rows_per_s:.0f} rows/s inside create_registrations)",
+        flush=True,
+    )
     # The copy without the guide's last_heartbeat index (taken before any timed work).
     nohb_dsn = await server.create(nohb_name, template=main_name)
     await sql(nohb_dsn, f"DROP INDEX {HB_INDEX}")
@@ -594,28 +774,37 @@ async def bench_size(
         await compare(r, *list_all_calls(s), warmup_calls=1, **kw)
 
     # Batch heartbeat (1000 ids per call), with and without the last_heartbeat index.
+    # A first pass heartbeats every tool once (raw; reported apart), so that the
+    # timed rounds run on a table that heartbeats have already been through
+    # rather than on the freshly loaded one.
     for label, target_dsn in (("with index", dsn), ("index dropped", nohb_dsn)):
+        block = info.heartbeat[label] = HotBlock()
         await sql(target_dsn, "VACUUM ANALYZE tool_registrations")
-        await asyncio.sleep(1.1)  # let backends flush their statistics
-        upd0, hot0 = await hot_counters(target_dsn)
+        before = await flushed_hot_counters(target_dsn)
+        block.first_pass_rows_per_s = await first_pass(target_dsn, inp.batches)
+        middle = await flushed_hot_counters(target_dsn)
+        block.first_pass_hot_percent, _ = hot_share(before, middle)
+        r = result(
+            f"update_heartbeats x{HEARTBEAT_BATCH} ({label})",
+            1,
+            "rows/s",
+            0.8 if target_dsn == dsn else None,
+        )
+        r.units_per_call = HEARTBEAT_BATCH
         async with Sides(target_dsn, 1) as s:
-            await compare(
-                result(
-                    f"update_heartbeats x{HEARTBEAT_BATCH} ({label})",
-                    1,
-                    "rows/s",
-                    0.8 if target_dsn == dsn else None,
-                ),
-                *batch_heartbeat_calls(s, inp),
-                warmup_calls=2,
-                **kw,
-            )
-        await asyncio.sleep(1.1)
-        upd1, hot1 = await hot_counters(target_dsn)
-        hot = 100.0 * (hot1 - hot0) / max(1, upd1 - upd0)
-        info.hot_percent[label] = hot
-        results[-1].note = f"HOT {hot:.0f}% of {upd1 - upd0} row updates"
-        print(f"    HOT updates {label}: {hot:.1f}% of {upd1 - upd0}", flush=True)
+            # Eight calls per side and round at least: single batches are spiky
+            # (a non-HOT update adds entries to every index, the three GIN
+            # ones included, whose pending lists get flushed now and then).
+            await compare(r, *batch_heartbeat_calls(s, inp), warmup_calls=6, min_calls=8, **kw)
+        after = await flushed_hot_counters(target_dsn)
+        block.timed_hot_percent, block.timed_row_updates = hot_share(middle, after)
+        r.note = f"HOT {block.timed_hot_percent:.0f}%"
+        print(
+            f"    first pass {block.first_pass_rows_per_s:.0f} rows/s, HOT "
+            f"{block.first_pass_hot_percent:.0f}%; timed rounds HOT "
+            f"{block.timed_hot_percent:.0f}% of {block.timed_row_updates} row updates",
+            flush=True,
+        )
 
     await server.drop(nohb_name)
     await server.drop(main_name)
@@ -631,21 +820,63 @@ def fmt(value: float) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| size | operation | conns | unit | ours | raw | ratio | paired ratios "
-        "| target | result |",
-        "|---:|---|---:|---|---:|---:|---:|---|---:|---|",
+        "| size | operation | conns | unit | ours | raw | ratio | per-round ratios: median [range] "
+        "| target | result | client CPU µs/call ours / raw (CPU-based ratio) | notes |",
+        "|---:|---|---:|---|---:|---:|---:|---|---:|---|---:|---|",
     ]
     for r in results:
         paired = r.paired
         verdict = "-" if r.passed is None else ("pass" if r.passed else "**FAIL**")
         target = "-" if r.target is None else f">= {r.target}"
-        op = f"{r.op} ({r.note})" if r.note else r.op
+        cpu = "-"
+        if r.ours_cpu and r.cpu_estimate is not None:
+            ours_us = statistics.median(r.ours_cpu) * 1e6
+            raw_us = statistics.median(r.raw_cpu) * 1e6
+            cpu = f"{fmt(ours_us)} / {fmt(raw_us)} ({r.cpu_estimate:.2f})"
         lines.append(
-            f"| {r.size} | {op} | {r.conns} | {r.unit} | {fmt(r.ours_median)} "
-            f"| {fmt(r.raw_median)} | {r.ratio:.2f} | {min(paired):.2f}-{max(paired):.2f} "
-            f"| {target} | {verdict} |"
+            f"| {r.size} | {r.op} | {r.conns} | {r.unit} | {fmt(r.ours_median)} "
+            f"| {fmt(r.raw_median)} | {r.ratio:.2f} "
+            f"| {statistics.median(paired):.2f} [{min(paired):.2f}-{max(paired):.2f}] "
+            f"| {target} | {verdict} | {cpu} | {r.note} |"
         )
     return "\n".join(lines)
+
+
+def heartbeat_table(infos: list[SizeInfo], results: list[Result]) -> str:
+    lines = [
+        "| size | last_heartbeat index | first pass rows/s (raw) | first pass HOT "
+        "| ours rows/s | raw rows/s | ratio | HOT in timed rounds |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for info in infos:
+        for label, block in info.heartbeat.items():
+            r = next(
+                x
+                for x in results
+                if x.size == info.size and x.op.startswith("update_heartbeats") and label in x.op
+            )
+            lines.append(
+                f"| {info.size} | {label} | {fmt(block.first_pass_rows_per_s)} "
+                f"| {block.first_pass_hot_percent:.0f}% | {fmt(r.ours_median)} "
+                f"| {fmt(r.raw_median)} | {r.ratio:.2f} | {block.timed_hot_percent:.0f}% |"
+            )
+    return "\n".join(lines)
+
+
+def source_revision() -> str:
+    """The commit of the code under test (``-dirty`` with uncommitted changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -660,6 +891,8 @@ async def main_async(args: argparse.Namespace) -> int:
     await server.start()
     try:
         version = await server.admin("SELECT version()")
+        revision = await asyncio.to_thread(source_revision)
+        print(f"code: {revision}", flush=True)
         print(f"server: {version}", flush=True)
         print(
             f"client: Python {sys.version.split()[0]}, asyncpg {asyncpg.__version__}, "
@@ -678,21 +911,28 @@ async def main_async(args: argparse.Namespace) -> int:
     print()
     print(table(results))
     print()
+    print(heartbeat_table(infos, results))
+    print()
     for info in infos:
         print(
-            f"size {info.size}: seeded {info.seed_rows_per_s:,.0f} rows/s through "
-            f"create_registrations; rare {info.rare_rows} rows, common {info.common_rows} rows; "
-            + ", ".join(f"HOT {k}: {v:.0f}%" for k, v in info.hot_percent.items())
+            f"size {info.size}: seeded in {info.seed_seconds:.1f}s ({info.seed_rows_per_s:,.0f} "
+            f"rows/s with model validation, {info.seed_db_rows_per_s:,.0f} rows/s inside "
+            f"create_registrations); rare capability {info.rare_rows} rows, "
+            f"common {info.common_rows} rows"
         )
     print(f"total {elapsed:.0f}s")
     if args.json:
         payload = {
+            "code": revision,
             "server": version,
             "seconds": args.seconds,
             "rounds": args.rounds,
             "elapsed_s": elapsed,
             "sizes": [asdict(i) for i in infos],
-            "results": [asdict(r) | {"ratio": r.ratio, "passed": r.passed} for r in results],
+            "results": [
+                asdict(r) | {"ratio": r.ratio, "passed": r.passed, "cpu_estimate": r.cpu_estimate}
+                for r in results
+            ],
         }
         await asyncio.to_thread(write_json, Path(args.json), payload)
     failed = [r for r in results if r.passed is False]
@@ -704,12 +944,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks.bench_repository", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed round")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per side")
+    parser.add_argument("--seconds", type=float, default=0.25, help="length of one timed round")
+    parser.add_argument("--rounds", type=int, default=11, help="timed rounds per side")
     parser.add_argument(
         "--create-per-second",
         type=int,
-        default=20_000,
+        default=25_000,
         help="unregistered tools prepared per second of a round for create_registration",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")

@@ -24,6 +24,7 @@ from omninode_bridge.api.routes import changes, discover, health, search, tools
 from omninode_bridge.api.state import AppState
 from omninode_bridge.autodiscovery import BridgeMetrics, bridges_from_settings
 from omninode_bridge.errors import OmniNodeBridgeError
+from omninode_bridge.liveness import LivenessRunner
 from omninode_bridge.models import ChangeEvent
 from omninode_bridge.models.fields import JsonLimits, json_limits
 from omninode_bridge.services import (
@@ -109,8 +110,10 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             lambda: float(pool.get_max_size()),
         )
         app.state.toolreg = state
+        liveness = LivenessRunner(client, repository, settings, metrics.registry)
         try:
             await hub.start()
+            await liveness.start()
             state.background.append(asyncio.create_task(_refresh_gauges(state)))
             bridges = bridges_from_settings(
                 settings, repository, metrics=BridgeMetrics(metrics.registry)
@@ -121,6 +124,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
                 state.background.append(task)
             yield
         finally:
+            await liveness.aclose()  # first: a replica takes the leader's lock at once
             for task in state.background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from omninode_bridge import __version__
-from omninode_bridge.cli import autodiscover, db, heartbeat, serve, tokens, tools
+from omninode_bridge.cli import autodiscover, db, heartbeat, liveness, serve, tokens, tools
 from omninode_bridge.cli.common import err_console
 from omninode_bridge.errors import OmniNodeBridgeError
 
@@ -26,6 +26,9 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(autodiscover.app, name="autodiscover")
 app.command("serve")(serve.serve)
 app.command("heartbeat")(heartbeat.heartbeat)
+app.command("reap")(liveness.reap)
+app.command("check")(liveness.check)
+tools.app.command("history")(liveness.history)
 
 
 def _version(value: bool) -> None:

@@ -57,11 +57,23 @@ class ModelToolRegistrationPage(BaseModel):
 
 
 class ChangeKind(StrEnum):
-    """What happened to a registration."""
+    """What happened to a registration.
+
+    The first three change the registration itself (``registration`` holds
+    the row). The other four are liveness transitions decided by the leader's
+    passes and carry no registration: ``critical`` (active checks failed
+    enough times in a row: not routable) and ``passing`` (no longer critical);
+    ``stale`` (the heartbeat is older than the TTL; ``occurred_at`` is the
+    moment it expired) and ``healthy`` (heartbeating again).
+    """
 
     CREATED = "created"
     UPDATED = "updated"
     DELETED = "deleted"
+    CRITICAL = "critical"
+    PASSING = "passing"
+    STALE = "stale"
+    HEALTHY = "healthy"
 
 
 class ChangeEvent(BaseModel):
@@ -69,7 +81,8 @@ class ChangeEvent(BaseModel):
 
     ``cursor`` is opaque and strictly increasing in feed order; pass it back to
     read what came after. ``registration`` is the row after the change (the
-    row before it, for ``deleted``).
+    row before it, for ``deleted``; ``None`` for the liveness transitions
+    ``critical``, ``passing``, ``stale`` and ``healthy``).
     """
 
     cursor: str

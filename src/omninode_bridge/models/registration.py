@@ -7,7 +7,7 @@ its real ``id`` and timezone-aware UTC timestamps.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omninode_bridge.models.fields import Endpoints, HealthUrl, JsonObject, ToolId
 from omninode_bridge.models.node_type import NodeType
-from omninode_bridge.models.timestamps import UtcTimestamp, to_utc, utc_now
+from omninode_bridge.models.timestamps import UtcDateTime, UtcTimestamp, to_utc, utc_now
 
 __all__ = [
     "ModelToolRegistration",
@@ -102,20 +102,53 @@ class ModelToolRegistration(BaseModel):
 
     @classmethod
     def from_row(cls, row: Any) -> ModelToolRegistration:
-        """Build from a trusted database row (validated on write) without re-validating."""
-        return cls.model_construct(
-            id=row["id"],
-            tool_id=row["tool_id"],
-            node_type=NodeType(row["node_type"]),
-            capabilities=row["capabilities"] if row["capabilities"] is not None else {},
-            endpoints=row["endpoints"] if row["endpoints"] is not None else {},
-            metadata=row["metadata"] if row["metadata"] is not None else {},
-            health_endpoint=row["health_endpoint"],
-            last_heartbeat=_utc(row["last_heartbeat"]),
-            registered_at=_utc(row["registered_at"]),
-            updated_at=_utc(row["updated_at"]),
+        """Build from a trusted database row (validated on write) without re-validating.
+
+        The hot path of every read: it fills the instance directly (what
+        ``model_construct`` does, without its per-field bookkeeping).
+        """
+        model = cls.__new__(cls)
+        capabilities = row["capabilities"]
+        endpoints = row["endpoints"]
+        metadata = row["metadata"]
+        object.__setattr__(
+            model,
+            "__dict__",
+            {
+                "id": row["id"],
+                "tool_id": row["tool_id"],
+                "node_type": _NODE_TYPES[row["node_type"]],
+                "capabilities": capabilities if capabilities is not None else {},
+                "endpoints": endpoints if endpoints is not None else {},
+                "metadata": metadata if metadata is not None else {},
+                "health_endpoint": row["health_endpoint"],
+                "last_heartbeat": _utc(row["last_heartbeat"]),
+                "registered_at": _utc(row["registered_at"]),
+                "updated_at": _utc(row["updated_at"]),
+            },
         )
+        object.__setattr__(model, "__pydantic_fields_set__", set(_FIELDS))
+        object.__setattr__(model, "__pydantic_extra__", None)
+        object.__setattr__(model, "__pydantic_private__", None)
+        return model
+
+
+_NODE_TYPES = {kind.value: kind for kind in NodeType}
+_FIELDS = frozenset(ModelToolRegistration.model_fields)
 
 
 def _utc(value: datetime | None) -> Any:
-    return to_utc(value) if value is not None else None
+    if value is None:
+        return None
+    if value.tzinfo is UTC:  # asyncpg's timestamptz: already UTC, just retype it
+        return UtcDateTime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=UTC,
+        )
+    return to_utc(value)

@@ -96,6 +96,8 @@ class PostgresClient:
     def __init__(self, settings: Settings | None = None, *, dsn: str | None = None) -> None:
         self.settings = settings if settings is not None else load_settings()
         self._dsn = dsn
+        # Computed once: every query names the database if it has to raise.
+        self._where: str | None = describe_dsn(dsn) if dsn else None
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -111,7 +113,9 @@ class PostgresClient:
     @property
     def where(self) -> str:
         """The database for messages (no password)."""
-        return describe_dsn(self._dsn) if self._dsn else "(not connected)"
+        if self._where is None:
+            return "(not connected)"
+        return self._where
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -135,6 +139,7 @@ class PostgresClient:
                 return
             if self._dsn is None:
                 self._dsn = await resolve_dsn(self.settings)
+                self._where = describe_dsn(self._dsn)
             s = self.settings
             try:
                 self._pool = await asyncpg.create_pool(

@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 Q = load_queries("discovery.sql")
 
 
+# Exclusions set from the health checks' feed events (other exclusions are left alone).
+CRITICAL_REASON = "health check: critical"
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoveryTuning:
     """Intervals of the index's background work, in seconds (the defaults suit production)."""
@@ -137,6 +141,14 @@ class IndexSync:
                 break
             page_cursor = page.next_cursor
         self.index.retain(seen)
+        critical = {
+            row["tool_id"] for row in await self.repository.client.fetch(Q["critical_tool_ids"])
+        }
+        for tool_id, reason in self.index.excluded().items():
+            if reason == CRITICAL_REASON and tool_id not in critical:
+                self.index.clear_excluded(tool_id)
+        for tool_id in critical:
+            self.index.set_excluded(tool_id, CRITICAL_REASON)
         self.cursor = cursor
         self._since = db_now - self.tuning.heartbeat_overlap
         self._last_beat_ok = time.monotonic()
@@ -331,6 +343,11 @@ class IndexSync:
         for event in events:
             if event.kind is ChangeKind.DELETED:
                 index.remove(event.tool_id)
+            elif event.kind is ChangeKind.CRITICAL:
+                index.set_excluded(event.tool_id, CRITICAL_REASON)
+            elif event.kind is ChangeKind.PASSING:
+                if index.excluded().get(event.tool_id) == CRITICAL_REASON:
+                    index.clear_excluded(event.tool_id)
             elif event.registration is not None:
                 index.upsert(event.registration)
             self.cursor = event.cursor

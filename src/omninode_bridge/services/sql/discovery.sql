@@ -31,3 +31,7 @@ WHERE capabilities @> jsonb_build_object('operations', jsonb_build_array($1::tex
   AND endpoints ? $1::text
   AND last_heartbeat > now() - make_interval(secs => $2::float8)
 LIMIT 1
+
+-- name: critical_tool_ids
+-- Tools that active health checks (the liveness leader) hold critical: never routed to.
+SELECT tool_id FROM tool_health WHERE check_status = 'critical'

@@ -1,0 +1,131 @@
+"""LivenessRunner: leader election and, while leading, the periodic reaper and check passes.
+
+The server starts one per process. Every replica campaigns; only the leader
+runs passes: a reaper pass every ``TOOLREG_REAP_INTERVAL_SECONDS`` and a check
+pass every ``TOOLREG_CHECK_INTERVAL_SECONDS``, each starting at once on
+election. The waiters' lock wait is sliced by the shorter of the two intervals.
+A failed pass is logged and counted, and the next one runs on schedule.
+
+Each pass is logged at debug level when it begins and when it ends, with the
+process id and wall-clock times (``liveness pass kind=... pid=... start=...
+end=...``), so that overlapping passes of two processes would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry
+
+from omninode_bridge.errors import OmniNodeBridgeError
+from omninode_bridge.liveness.checker import HealthChecker
+from omninode_bridge.liveness.leader import Fence, LeaderElection
+from omninode_bridge.liveness.metrics import LivenessMetrics
+from omninode_bridge.liveness.probe import make_check_client
+from omninode_bridge.liveness.reaper import Reaper
+from omninode_bridge.services.postgres_client import PostgresClient
+from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
+from omninode_bridge.settings import Settings
+
+__all__ = ["LivenessRunner"]
+
+logger = logging.getLogger(__name__)
+
+
+class LivenessRunner:
+    """Campaigns for leadership on ``client``'s database and runs the passes while leading.
+
+    ``metrics_registry`` receives the liveness metrics (the server passes its
+    own, so they show on ``/metrics``). Use ``await start()`` and
+    ``await aclose()``; closing ends the session that holds the lock, so a
+    replica takes over at once.
+    """
+
+    def __init__(
+        self,
+        client: PostgresClient,
+        repository: ToolRegistrationRepository,
+        settings: Settings,
+        metrics_registry: CollectorRegistry,
+    ) -> None:
+        self.client = client
+        self.repository = repository
+        self.settings = settings
+        self.metrics = LivenessMetrics(metrics_registry)
+        self.http = make_check_client(settings)
+        self.reaper = Reaper(client, settings, self.metrics)
+        self.checker = HealthChecker(client, settings, self.http, self.metrics)
+        self.interval = min(settings.reap_interval_seconds, settings.check_interval_seconds)
+        self.election: LeaderElection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election is not None and self.election.is_leader
+
+    async def start(self) -> None:
+        """Begin campaigning in the background (the client must be connected)."""
+        if self._task is not None:
+            return
+        self.election = LeaderElection(
+            self.client.dsn,
+            interval=self.interval,
+            connect_timeout=self.settings.connect_timeout,
+            metrics=self.metrics,
+        )
+        self._task = asyncio.create_task(self.election.run(self._lead), name="toolreg-liveness")
+
+    async def aclose(self) -> None:
+        """Stop leading or campaigning, release the lock, close the HTTP client.
+
+        The metrics leave the registry too, so a new runner can register them again.
+        """
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.http.aclose()
+        self.metrics.unregister()
+
+    async def _lead(self, fence: Fence) -> None:
+        s = self.settings
+        async with asyncio.TaskGroup() as group:
+            group.create_task(
+                self._every("reap", s.reap_interval_seconds, lambda: self._reap(fence))
+            )
+            group.create_task(
+                self._every("check", s.check_interval_seconds, lambda: self._check(fence))
+            )
+
+    async def _reap(self, fence: Fence) -> None:
+        await self.reaper.run_pass(fence=fence)
+
+    async def _check(self, fence: Fence) -> None:
+        await self.checker.run_pass(fence=fence)
+
+    async def _every(self, kind: str, interval: float, run: Callable[[], Awaitable[None]]) -> None:
+        pid = os.getpid()
+        while True:
+            began = time.monotonic()
+            start = time.time()
+            logger.debug("liveness pass begins kind=%s pid=%d start=%.6f", kind, pid, start)
+            try:
+                await run()
+            except OmniNodeBridgeError as exc:
+                self.metrics.pass_errors.labels(kind).inc()
+                logger.warning("liveness %s pass failed (next in %gs): %s", kind, interval, exc)
+            except Exception:  # a bug in one pass must not stop the next ones
+                self.metrics.pass_errors.labels(kind).inc()
+                logger.exception("liveness %s pass failed (next in %gs)", kind, interval)
+            else:
+                self.metrics.passes.labels(kind).inc()
+            logger.debug(
+                "liveness pass kind=%s pid=%d start=%.6f end=%.6f", kind, pid, start, time.time()
+            )
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))

@@ -1,0 +1,290 @@
+-- Queries of omninode_bridge.liveness: the leader's passes (heartbeat sweep,
+-- reaper, active checks) and the health history. Every transition records a
+-- change-feed event in the same statement.
+--
+-- Writes of a pass are fenced: with a leader's fence ($pid, $key) they take
+-- effect only while that backend still holds the leader's advisory lock, so a
+-- leader that lost its lock without noticing yet writes nothing. A NULL pid is
+-- an unfenced one-off pass (the CLI). A bigint advisory lock shows in
+-- pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1. Each
+-- fenced statement answers one row: whether the fence held (leading) and the
+-- ids it changed.
+
+-- name: lead
+-- Wait (up to the session's lock_timeout) for the leader's lock.
+SELECT pg_advisory_lock($1::bigint)
+
+-- name: probe
+SELECT pg_backend_pid()
+
+-- name: unlead
+SELECT pg_advisory_unlock($1::bigint)
+
+-- name: mark_stale
+-- Tools whose heartbeat passed the TTL ($1 s) since the last sweep: the event is
+-- dated when the heartbeat expired (last heartbeat + TTL), not when it was seen,
+-- but never before the tool's registration (a heartbeat time given in the past).
+WITH fence AS (
+    SELECT WHERE $2::int IS NULL OR EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $2::int AND l.objsubid = 1
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = $3::bigint)
+), due AS (
+    SELECT r.tool_id, r.id, COALESCE(r.last_heartbeat, r.registered_at) AS seen
+    FROM tool_registrations r
+    LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+    WHERE COALESCE(h.heartbeat_status, 'healthy') = 'healthy'
+      AND COALESCE(r.last_heartbeat, r.registered_at) <= now() - make_interval(secs => $1::float8)
+      AND EXISTS (SELECT FROM fence)
+    FOR KEY SHARE OF r
+), up AS (
+    INSERT INTO tool_health AS h (tool_id, heartbeat_status, heartbeat_changed_at)
+    SELECT due.tool_id, 'stale',
+           GREATEST(due.seen + make_interval(secs => $1::float8),
+                    (SELECT max(e.occurred_at) FROM tool_registration_events e
+                     WHERE e.tool_id = due.tool_id AND e.kind = 'created'))
+    FROM due
+    ON CONFLICT (tool_id) DO UPDATE
+        SET heartbeat_status = 'stale', heartbeat_changed_at = EXCLUDED.heartbeat_changed_at
+        WHERE h.heartbeat_status = 'healthy'
+    RETURNING h.tool_id, h.heartbeat_changed_at
+), ev AS (
+    INSERT INTO tool_registration_events (kind, tool_id, registration_id, reason, occurred_at)
+    SELECT 'stale', due.tool_id, due.id,
+           'no heartbeat since '
+           || to_char(due.seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+           || ' (TTL ' || $1::float8 || 's)',
+           up.heartbeat_changed_at
+    FROM up JOIN due ON due.tool_id = up.tool_id
+)
+SELECT EXISTS (SELECT FROM fence) AS leading,
+       coalesce((SELECT array_agg(up.tool_id ORDER BY up.tool_id) FROM up), '{}') AS tool_ids
+
+-- name: mark_healthy
+-- Stale tools heartbeating again (within the TTL, $1 s). The event is dated at the
+-- newest heartbeat seen: the latest moment the tool can have come back.
+WITH fence AS (
+    SELECT WHERE $2::int IS NULL OR EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $2::int AND l.objsubid = 1
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = $3::bigint)
+), up AS (
+    UPDATE tool_health h
+    SET heartbeat_status = 'healthy',
+        heartbeat_changed_at = GREATEST(r.last_heartbeat, h.heartbeat_changed_at)
+    FROM tool_registrations r
+    WHERE r.tool_id = h.tool_id
+      AND h.heartbeat_status = 'stale'
+      AND r.last_heartbeat > now() - make_interval(secs => $1::float8)
+      AND EXISTS (SELECT FROM fence)
+    RETURNING h.tool_id, r.id, r.last_heartbeat, h.heartbeat_changed_at
+), ev AS (
+    INSERT INTO tool_registration_events (kind, tool_id, registration_id, reason, occurred_at)
+    SELECT 'healthy', up.tool_id, up.id,
+           'heartbeat at '
+           || to_char(up.last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           up.heartbeat_changed_at
+    FROM up
+)
+SELECT EXISTS (SELECT FROM fence) AS leading,
+       coalesce((SELECT array_agg(up.tool_id ORDER BY up.tool_id) FROM up), '{}') AS tool_ids
+
+-- name: reap_candidates
+-- How many tools are registered, and which have not heartbeated within the
+-- retention ($1 s): one snapshot, so the share is exact.
+SELECT (SELECT count(*) FROM tool_registrations) AS total,
+       coalesce(array_agg(tool_id ORDER BY tool_id), '{}') AS tool_ids,
+       coalesce(array_agg(COALESCE(last_heartbeat, registered_at) ORDER BY tool_id), '{}')
+           AS last_seen
+FROM tool_registrations
+WHERE COALESCE(last_heartbeat, registered_at, '-infinity'::timestamptz)
+      < now() - make_interval(secs => $1::float8)
+
+-- name: reap
+-- Remove those of $1 still past the retention ($2 s): a tool that heartbeated
+-- since the candidates were read stays.
+WITH fence AS (
+    SELECT WHERE $3::int IS NULL OR EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $3::int AND l.objsubid = 1
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = $4::bigint)
+), del AS (
+    DELETE FROM tool_registrations r
+    WHERE r.tool_id = ANY($1::varchar[])
+      AND COALESCE(r.last_heartbeat, r.registered_at, '-infinity'::timestamptz)
+          < now() - make_interval(secs => $2::float8)
+      AND EXISTS (SELECT FROM fence)
+    RETURNING r.*
+), ev AS (
+    INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration, reason)
+    SELECT 'deleted', del.tool_id, del.id, to_jsonb(del),
+           'reaped: no heartbeat since '
+           || COALESCE(to_char(COALESCE(del.last_heartbeat, del.registered_at) AT TIME ZONE 'UTC',
+                               'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'ever')
+           || ' (retention ' || $2::float8 || 's)'
+    FROM del
+)
+SELECT EXISTS (SELECT FROM fence) AS leading,
+       coalesce((SELECT array_agg(del.tool_id ORDER BY del.tool_id) FROM del), '{}') AS tool_ids
+
+-- name: check_targets
+-- Every tool with its health endpoint and its check state (no row: unchecked).
+SELECT r.tool_id, r.health_endpoint,
+       COALESCE(h.check_status, 'unknown') AS check_status,
+       COALESCE(h.consecutive_failures, 0) AS failures,
+       COALESCE(h.consecutive_successes, 0) AS successes,
+       COALESCE(h.check_generation, 0) AS generation
+FROM tool_registrations r
+LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+ORDER BY r.tool_id
+
+-- name: record_checks
+-- Store a pass's results. Each row is written only if its check state is still
+-- the one the pass read (generation $8), so two passes never apply one result
+-- twice or on top of each other; transitions ($9 kind, $10 reason) become events.
+WITH fence AS (
+    SELECT WHERE $11::int IS NULL OR EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $11::int AND l.objsubid = 1
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = $12::bigint)
+), input AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int[], $4::int[], $5::boolean[],
+                         $6::float8[], $7::text[], $8::bigint[], $9::varchar[], $10::text[])
+        AS t(tool_id, status, failures, successes, checked, latency_ms, error, generation,
+             kind, reason)
+), up AS (
+    INSERT INTO tool_health AS h
+        (tool_id, check_status, consecutive_failures, consecutive_successes, last_checked_at,
+         last_latency_ms, last_error, check_changed_at, check_generation)
+    SELECT i.tool_id, i.status, i.failures, i.successes, CASE WHEN i.checked THEN now() END,
+           i.latency_ms, i.error, now(), i.generation + 1
+    FROM input i
+    JOIN tool_registrations r ON r.tool_id = i.tool_id
+    WHERE EXISTS (SELECT FROM fence)
+    FOR KEY SHARE OF r
+    ON CONFLICT (tool_id) DO UPDATE SET
+        check_status = EXCLUDED.check_status,
+        consecutive_failures = EXCLUDED.consecutive_failures,
+        consecutive_successes = EXCLUDED.consecutive_successes,
+        last_checked_at = EXCLUDED.last_checked_at,
+        last_latency_ms = EXCLUDED.last_latency_ms,
+        last_error = EXCLUDED.last_error,
+        check_changed_at = CASE WHEN h.check_status IS DISTINCT FROM EXCLUDED.check_status
+                                THEN EXCLUDED.check_changed_at ELSE h.check_changed_at END,
+        check_generation = EXCLUDED.check_generation
+    WHERE h.check_generation = EXCLUDED.check_generation - 1
+    RETURNING h.tool_id
+), ev AS (
+    INSERT INTO tool_registration_events (kind, tool_id, registration_id, reason)
+    SELECT i.kind, i.tool_id, r.id, i.reason
+    FROM up
+    JOIN input i ON i.tool_id = up.tool_id
+    JOIN tool_registrations r ON r.tool_id = up.tool_id
+    WHERE i.kind IS NOT NULL
+)
+SELECT EXISTS (SELECT FROM fence) AS leading,
+       coalesce((SELECT array_agg(up.tool_id) FROM up), '{}') AS tool_ids
+
+-- name: critical_tool_ids
+SELECT tool_id FROM tool_health WHERE check_status = 'critical' ORDER BY tool_id
+
+-- name: get_health
+SELECT r.tool_id, r.health_endpoint, r.last_heartbeat,
+       COALESCE(h.check_status, 'unknown') AS check_status,
+       COALESCE(h.consecutive_failures, 0) AS failures,
+       COALESCE(h.consecutive_successes, 0) AS successes,
+       h.last_checked_at, h.last_latency_ms, h.last_error, h.check_changed_at,
+       COALESCE(h.heartbeat_status, 'healthy') AS heartbeat_status, h.heartbeat_changed_at,
+       r.last_heartbeat > now() - make_interval(secs => $2::float8) AS fresh
+FROM tool_registrations r
+LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+WHERE r.tool_id = $1
+
+-- name: routable_tools
+-- Routable now for operation $1: heartbeat within the TTL ($2 s), not critical,
+-- listing the operation and holding an endpoint for it.
+SELECT r.* FROM tool_registrations r
+LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+WHERE r.capabilities @> jsonb_build_object('operations', jsonb_build_array($1::text))
+  AND r.endpoints ? $1::text
+  AND r.last_heartbeat > now() - make_interval(secs => $2::float8)
+  AND h.check_status IS DISTINCT FROM 'critical'
+ORDER BY r.tool_id
+
+-- name: tool_history
+SELECT txid::text AS txid, seq, occurred_at, kind, tool_id, registration_id, registration, reason
+FROM tool_registration_events
+WHERE tool_id = $1
+ORDER BY occurred_at, txid, seq
+LIMIT $2
+
+-- name: routable_at
+-- Tools routable for operation $1 at time $2 (TTL $3 s), rebuilt from the change
+-- feed. The registration at $2 is the newest created/updated/deleted event at or
+-- before it; without one (older history pruned, or never changed), the oldest
+-- later event (a later update or delete means it existed) or the row itself.
+-- Heartbeat freshness: exact from the row when $2 is after the current
+-- registration's newest heartbeat, else the newest stale/healthy event of that
+-- registration's lifetime; check status: the newest critical/passing event. A
+-- lifetime's health events are those after its created event in feed order
+-- (a stale event can be dated back to when the heartbeat expired).
+WITH reg_events AS (
+    SELECT tool_id, kind, registration, occurred_at, txid, seq
+    FROM tool_registration_events
+    WHERE kind IN ('created', 'updated', 'deleted')
+), before AS (
+    SELECT DISTINCT ON (tool_id) tool_id, kind, registration
+    FROM reg_events
+    WHERE occurred_at <= $2::timestamptz
+    ORDER BY tool_id, occurred_at DESC, txid DESC, seq DESC
+), later AS (
+    SELECT DISTINCT ON (e.tool_id) e.tool_id, e.kind, e.registration
+    FROM reg_events e
+    WHERE e.occurred_at > $2::timestamptz
+      AND NOT EXISTS (SELECT FROM before b WHERE b.tool_id = e.tool_id)
+    ORDER BY e.tool_id, e.occurred_at, e.txid, e.seq
+), lifetime AS (  -- where the registration alive at $2 began, in feed order
+    SELECT DISTINCT ON (tool_id) tool_id, txid, seq
+    FROM reg_events
+    WHERE kind IN ('created', 'deleted') AND occurred_at <= $2::timestamptz
+    ORDER BY tool_id, occurred_at DESC, txid DESC, seq DESC
+), state AS (
+    SELECT tool_id, registration FROM before WHERE kind <> 'deleted'
+    UNION ALL
+    SELECT tool_id, registration FROM later WHERE kind <> 'created'
+    UNION ALL
+    SELECT r.tool_id, to_jsonb(r) FROM tool_registrations r
+    WHERE r.registered_at <= $2::timestamptz
+      AND NOT EXISTS (SELECT FROM reg_events e WHERE e.tool_id = r.tool_id)
+), offering AS (
+    SELECT s.tool_id FROM state s
+    WHERE s.registration -> 'capabilities'
+              @> jsonb_build_object('operations', jsonb_build_array($1::text))
+      AND s.registration -> 'endpoints' ? $1::text
+)
+SELECT o.tool_id
+FROM offering o
+LEFT JOIN lifetime l ON l.tool_id = o.tool_id
+LEFT JOIN tool_registrations cur
+       ON cur.tool_id = o.tool_id AND cur.registered_at <= $2::timestamptz
+WHERE CASE
+        WHEN cur.tool_id IS NOT NULL
+             AND $2::timestamptz >= COALESCE(cur.last_heartbeat, cur.registered_at)
+        THEN $2::timestamptz < COALESCE(cur.last_heartbeat, cur.registered_at)
+                               + make_interval(secs => $3::float8)
+        ELSE COALESCE((
+            SELECT e.kind FROM tool_registration_events e
+            WHERE e.tool_id = o.tool_id AND e.kind IN ('stale', 'healthy')
+              AND e.occurred_at <= $2::timestamptz
+              AND (l.txid IS NULL OR (e.txid, e.seq) > (l.txid, l.seq))
+            ORDER BY e.occurred_at DESC, e.txid DESC, e.seq DESC
+            LIMIT 1), 'healthy') = 'healthy'
+      END
+  AND COALESCE((
+        SELECT e.kind FROM tool_registration_events e
+        WHERE e.tool_id = o.tool_id AND e.kind IN ('critical', 'passing')
+          AND e.occurred_at <= $2::timestamptz
+          AND (l.txid IS NULL OR (e.txid, e.seq) > (l.txid, l.seq))
+        ORDER BY e.occurred_at DESC, e.txid DESC, e.seq DESC
+        LIMIT 1), 'passing') = 'passing'
+ORDER BY o.tool_id
