@@ -22,12 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from omninode_bridge.errors import ValidationFailedError
 from omninode_bridge.liveness.checker import CheckStatus
-from omninode_bridge.models import ChangeEvent, ChangeKind, ModelToolRegistration
+from omninode_bridge.models import ChangeEvent, ModelToolRegistration
 from omninode_bridge.models.timestamps import UtcDateTime, to_utc
+from omninode_bridge.services.change_feed import event_from_row
 from omninode_bridge.services.postgres_client import PostgresClient
 from omninode_bridge.services.sql import load_queries
 from omninode_bridge.services.tool_registration_repository import could_be_registered
@@ -70,19 +69,6 @@ def _utc(value: datetime | None) -> UtcDateTime | None:
     return to_utc(value) if value is not None else None
 
 
-def _event(row: asyncpg.Record) -> ChangeEvent:
-    payload = row["registration"]
-    return ChangeEvent.model_construct(
-        cursor=f"{row['txid']}-{row['seq']}",
-        kind=ChangeKind(row["kind"]),
-        tool_id=row["tool_id"],
-        registration_id=row["registration_id"],
-        occurred_at=to_utc(row["occurred_at"]),
-        registration=ModelToolRegistration.model_validate(payload) if payload else None,
-        reason=row["reason"],
-    )
-
-
 def _moment(at: datetime) -> datetime:
     if not isinstance(at, datetime):
         raise ValidationFailedError([("at", "must be a datetime")])
@@ -106,7 +92,10 @@ class HealthHistory:
             raise ValidationFailedError([("limit", f"must be an integer from 1 to {MAX_HISTORY}")])
         if not could_be_registered(tool_id):
             return []
-        return [_event(row) for row in await self.client.fetch(Q["tool_history"], tool_id, limit)]
+        return [
+            event_from_row(row)
+            for row in await self.client.fetch(Q["tool_history"], tool_id, limit)
+        ]
 
     async def get_health(self, tool_id: str) -> ToolHealth | None:
         """The health of ``tool_id`` now; ``None`` when it is not registered."""

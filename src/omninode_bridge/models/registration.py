@@ -7,7 +7,7 @@ its real ``id`` and timezone-aware UTC timestamps.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omninode_bridge.models.fields import Endpoints, HealthUrl, JsonObject, ToolId
 from omninode_bridge.models.node_type import NodeType
-from omninode_bridge.models.timestamps import UtcDateTime, UtcTimestamp, to_utc, utc_now
+from omninode_bridge.models.timestamps import UtcTimestamp, to_utc, utc_now
 
 __all__ = [
     "ModelToolRegistration",
@@ -138,17 +138,4 @@ _FIELDS = frozenset(ModelToolRegistration.model_fields)
 
 
 def _utc(value: datetime | None) -> Any:
-    if value is None:
-        return None
-    if value.tzinfo is UTC:  # asyncpg's timestamptz: already UTC, just retype it
-        return UtcDateTime(
-            value.year,
-            value.month,
-            value.day,
-            value.hour,
-            value.minute,
-            value.second,
-            value.microsecond,
-            tzinfo=UTC,
-        )
-    return to_utc(value)
+    return to_utc(value) if value is not None else None

@@ -59,6 +59,18 @@ def to_utc(value: datetime) -> UtcDateTime:
     """Normalize any datetime to :class:`UtcDateTime` (naive means UTC)."""
     if isinstance(value, UtcDateTime):
         return value
+    if value.tzinfo is UTC:  # what asyncpg returns for timestamptz: just retype it
+        return UtcDateTime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            tzinfo=UTC,
+            fold=value.fold,
+        )
     return UtcDateTime.of(value)
 
 

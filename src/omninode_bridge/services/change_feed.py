@@ -25,14 +25,15 @@ from omninode_bridge.services.cursors import FeedPosition
 from omninode_bridge.services.postgres_client import PostgresClient
 from omninode_bridge.services.sql import load_queries
 
-__all__ = ["CHANNEL", "ChangeFeed"]
+__all__ = ["CHANNEL", "ChangeFeed", "event_from_row"]
 
 Q = load_queries("change_feed.sql")
 CHANNEL = "toolreg_changes"
 MAX_BATCH = 10_000
 
 
-def _event(row: asyncpg.Record) -> ChangeEvent:
+def event_from_row(row: asyncpg.Record) -> ChangeEvent:
+    """A change event from a row of ``tool_registration_events`` (txid as text)."""
     payload = row["registration"]
     return ChangeEvent.model_construct(
         cursor=f"{row['txid']}-{row['seq']}",
@@ -73,7 +74,7 @@ class ChangeFeed:
         position = FeedPosition.parse(since_cursor)
         await self._check_horizon(position, since_cursor)
         rows = await self.client.fetch(Q["changes_since"], str(position.txid), position.seq, limit)
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     async def head_cursor(self) -> str:
         """The cursor of the newest event a reader can see now: follow from here for "new only"."""
