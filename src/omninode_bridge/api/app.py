@@ -7,7 +7,6 @@ registry are created in the lifespan and hang off ``app.state.toolreg``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -114,7 +113,9 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
         try:
             await hub.start()
             await liveness.start()
-            state.background.append(asyncio.create_task(_refresh_gauges(state)))
+            gauges = asyncio.create_task(_refresh_gauges(state), name="registry gauges")
+            gauges.add_done_callback(_log_failure)
+            state.background.append(gauges)
             bridges = bridges_from_settings(
                 settings, repository, metrics=BridgeMetrics(metrics.registry)
             )
@@ -127,8 +128,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             await liveness.aclose()  # first: a replica takes the leader's lock at once
             for task in state.background:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Failures of these tasks were logged when they happened (_log_failure).
+            await asyncio.gather(*state.background, return_exceptions=True)
             await hub.aclose()
             await state.discovery.aclose()
             await client.close()
