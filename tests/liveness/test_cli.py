@@ -81,6 +81,16 @@ async def test_check_prints_a_table_and_history_tells_the_story(
     assert results["bad"]["status"] == "critical" and results["bad"]["consecutive_failures"] == 4
     assert results["plain"]["checked"] is False
 
+    code, out, _ = await toolreg("tools", "list", "--json", dsn=db_dsn)
+    assert code == 0
+    assert {r["tool_id"]: r["critical"] for r in orjson.loads(out)} == {
+        "bad": True,
+        "good": False,
+        "plain": False,
+    }
+    code, out, _ = await toolreg("tools", "list", dsn=db_dsn)
+    assert out.count("critical") == 1 and out.count("healthy") == 2
+
     await repository.delete_registration("bad", reason="retired")
     code, out, _ = await toolreg("tools", "history", "bad", dsn=db_dsn)
     assert code == 0

@@ -61,13 +61,19 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def _table(tools: list[ModelToolRegistration], ttl: float) -> Table:
+def _table(
+    tools: list[ModelToolRegistration], ttl: float, critical: set[str] | None = None
+) -> Table:
     table = Table("tool_id", "node_type", "operations", "health", "last seen")
     for tool in tools:
         operations = tool.capabilities.get("operations", [])
         ops = ", ".join(map(str, operations)) if isinstance(operations, list) else str(operations)
-        healthy = tool.is_healthy(ttl)
-        health = "[green]healthy[/]" if healthy else "[red]stale[/]"
+        if not tool.is_healthy(ttl):
+            health = "[red]stale[/]"
+        elif critical and tool.tool_id in critical:
+            health = "[red]critical[/]"  # heartbeating, but failing its health checks
+        else:
+            health = "[green]healthy[/]"
         table.add_row(
             tool.tool_id, tool.node_type.value, ops, health, _age(tool.heartbeat_age_seconds)
         )
@@ -106,17 +112,23 @@ def list_tools(
     """List registered tools with their health and last-seen age."""
     settings = settings_from(ctx)
 
-    async def go() -> list[ModelToolRegistration]:
-        async with database(settings) as repository:
-            return await repository.list_all_registrations(node_type)
+    async def go() -> tuple[list[ModelToolRegistration], set[str]]:
+        from omninode_bridge.liveness import HealthHistory  # httpx & co: only when listing
 
-    tools = run_async(go())
+        async with database(settings) as repository:
+            tools = await repository.list_all_registrations(node_type)
+            critical = await HealthHistory(
+                repository.client, settings.ttl_seconds
+            ).critical_tool_ids()
+            return tools, critical
+
+    tools, critical = run_async(go())
     if as_json:
-        print_json([_as_dict(t) for t in tools])
+        print_json([{**_as_dict(t), "critical": t.tool_id in critical} for t in tools])
     elif not tools:
         console.print("no tools registered")
     else:
-        console.print(_table(tools, settings.ttl_seconds))
+        console.print(_table(tools, settings.ttl_seconds, critical))
 
 
 @app.command()
