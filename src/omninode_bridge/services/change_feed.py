@@ -126,8 +126,11 @@ class ChangeFeed:
                         # Notified, yet nothing readable: an older transaction still
                         # runs. Look again soon rather than at the next poll.
                         held_back = min(poll_interval, max(0.005, held_back * 2))
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+                    # a cancellation that lands as the event fires.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), held_back or poll_interval)
+                        async with asyncio.timeout(held_back or poll_interval):
+                            await wake.wait()
             finally:
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANNEL, _notified)

@@ -184,11 +184,19 @@ class PostgresClient:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[PooledConnection]:
-        """A pooled connection; driver errors inside the block come out translated."""
+        """A pooled connection; driver errors inside the block come out translated.
+
+        Giving the connection back is bounded too: asyncpg resets it on release
+        and, without a timeout, a reset after a cancelled query can wait
+        forever; on timeout asyncpg terminates the connection instead.
+        """
         pool = self.pool
         with translating(self.where):
-            async with pool.acquire(timeout=self.settings.connect_timeout) as conn:
+            conn = await pool.acquire(timeout=self.settings.connect_timeout)
+            try:
                 yield conn
+            finally:
+                await pool.release(conn, timeout=self.settings.connect_timeout)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PooledConnection]:

@@ -325,8 +325,11 @@ class IndexSync:
                         timeout, retry = retry, min(retry * 2, poll)
                     else:
                         timeout, retry = poll, self.tuning.held_back_retry
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+                    # a cancellation that lands as the event fires, and stop() hangs.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(signals.wake.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await signals.wake.wait()
             finally:
                 try:
                     conn.remove_termination_listener(signals.terminated)
