@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLREG = str(Path(sys.executable).with_name("toolreg"))
@@ -36,3 +43,40 @@ def run_cli(
     return subprocess.run(
         [TOOLREG, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(
+    process: subprocess.Popen[Any], base_url: str, output: Callable[[], str], limit: float = 60
+) -> None:
+    """Return once ``base_url``/health answers 200; AssertionError (with ``output()``) if the
+    process exits first or ``limit`` seconds pass (then the process is killed)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}: {output()}")
+        try:
+            if httpx.get(base_url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"server did not answer /health within {limit:g} s")
+
+
+def terminate(process: subprocess.Popen[Any]) -> int:
+    """SIGTERM, up to 30 s for a clean exit, then SIGKILL; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return int(process.returncode)

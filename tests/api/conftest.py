@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,13 +15,14 @@ from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import Scope, TokenService
 from omninode_bridge.settings import Settings
 from tests.conftest import _admin
-from tests.support import TOOLREG, clean_env, with_database
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import (
+    TOOLREG,
+    clean_env,
+    free_port,
+    terminate,
+    wait_until_healthy,
+    with_database,
+)
 
 
 @dataclass
@@ -56,31 +54,15 @@ def start_server(
         text=True,
     )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"server exited with {process.returncode}: {out}")
-        try:
-            if httpx.get(base_url + "/health", timeout=1).status_code == 200:
-                return Server(base_url, dsn, process)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not answer /health within 60 s")
+    wait_until_healthy(process, base_url, lambda: process.stdout.read() if process.stdout else "")
+    return Server(base_url, dsn, process)
 
 
 def stop_server(server: Server) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+    code = terminate(server.process)
     if server.process.stdout:
         server.process.stdout.close()
-    return int(server.process.returncode)
+    return code
 
 
 @pytest.fixture(scope="module")

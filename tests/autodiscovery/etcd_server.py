@@ -13,12 +13,13 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.support import free_port
 
 __all__ = ["ETCDCTL_BINARY", "ETCD_BINARY", "EtcdServer", "free_port"]
 
@@ -26,13 +27,6 @@ ETCD_BINARY = "/usr/bin/etcd"
 ETCDCTL_BINARY = "/usr/bin/etcdctl"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EtcdServer:

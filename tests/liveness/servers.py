@@ -7,16 +7,13 @@ server writes more than a pipe holds, and a full pipe would stall it.
 from __future__ import annotations
 
 import re
-import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from tests.support import TOOLREG, clean_env
+from tests.support import TOOLREG, clean_env, free_port, terminate, wait_until_healthy
 
 __all__ = ["Pass", "ServerProcess", "leader_gauge", "parse_log", "spawn", "stop"]
 
@@ -36,15 +33,9 @@ class ServerProcess:
         return self.process.pid
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def spawn(dsn: str, log: Path, env: dict[str, str]) -> ServerProcess:
     """Start a server at debug level on a free port; returns once /health answers (60 s)."""
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
             [TOOLREG, "serve", "--port", str(port), "--log-level", "debug"],
@@ -53,27 +44,12 @@ def spawn(dsn: str, log: Path, env: dict[str, str]) -> ServerProcess:
             stderr=subprocess.STDOUT,
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("server did not answer /health within 60 s")
+    wait_until_healthy(process, server.base_url, log.read_text)
+    return server
 
 
 def stop(server: ServerProcess) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+    terminate(server.process)
 
 
 async def leader_gauge(client: httpx.AsyncClient, server: ServerProcess) -> float | None:

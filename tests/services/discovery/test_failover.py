@@ -23,7 +23,8 @@ from tests.services.discovery.conftest import (
     register,
     until,
 )
-from tests.services.discovery.tool_server import Reply, ToolProcess, ToolServer, free_port
+from tests.services.discovery.tool_server import Reply, ToolProcess, ToolServer
+from tests.support import free_port
 
 
 async def routable(service: ToolDiscoveryService, count: int, operation: str = "stamp") -> None:

@@ -156,14 +156,6 @@ async def serve_connection(
             return
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class ToolProcess:
     """A tool in a process of its own, to be killed for real."""
 
