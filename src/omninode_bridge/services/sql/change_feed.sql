@@ -1,22 +1,26 @@
 -- Queries of ChangeFeed. Only events of transactions older than every
 -- transaction still running are read (txid < xmin): those can no longer be
 -- joined by an event that sorts before them.
+--
+-- Every ORDER BY names the table's column (e.txid), never the bare name: the
+-- select list turns txid into text under the same name, and an unqualified
+-- ORDER BY txid would sort that text ("1000" before "999").
 
 -- name: changes_since
 SELECT txid::text AS txid, seq, occurred_at, kind, tool_id, registration_id, registration, reason
-FROM tool_registration_events
-WHERE (txid, seq) > ($1::text::xid8, $2::bigint)
-  AND txid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY txid, seq
+FROM tool_registration_events e
+WHERE (e.txid, e.seq) > ($1::text::xid8, $2::bigint)
+  AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.txid, e.seq
 LIMIT $3
 
 -- name: horizon
 SELECT pruned_txid::text AS txid, pruned_seq AS seq FROM tool_registration_feed_state
 
 -- name: head
-SELECT txid::text AS txid, seq FROM tool_registration_events
-WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY txid DESC, seq DESC
+SELECT e.txid::text AS txid, e.seq FROM tool_registration_events e
+WHERE e.txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.txid DESC, e.seq DESC
 LIMIT 1
 
 -- name: prune

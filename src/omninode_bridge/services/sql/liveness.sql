@@ -212,10 +212,12 @@ WHERE r.capabilities @> jsonb_build_object('operations', jsonb_build_array($1::t
 ORDER BY r.tool_id
 
 -- name: tool_history
-SELECT txid::text AS txid, seq, occurred_at, kind, tool_id, registration_id, registration, reason
-FROM tool_registration_events
-WHERE tool_id = $1
-ORDER BY occurred_at, txid, seq
+-- e.txid, not txid: the bare name would sort the text column of the select list.
+SELECT e.txid::text AS txid, e.seq, e.occurred_at, e.kind, e.tool_id, e.registration_id,
+       e.registration, e.reason
+FROM tool_registration_events e
+WHERE e.tool_id = $1
+ORDER BY e.occurred_at, e.txid, e.seq
 LIMIT $2
 
 -- name: routable_at
