@@ -11,6 +11,8 @@ boundary (``services.postgres_client``) with the original kept as
     ├── ConfigurationError            a setting is missing or malformed (names the variable)
     ├── EmbeddedServerError           the embedded PostgreSQL could not start or stop
     ├── RegistryUnavailableError      the database cannot be reached (refused, lost, timed out)
+    │   └── RegistryOverloadedError   every connection (or query slot) stayed busy too long
+    ├── QueryTimeoutError             a client-shaped query ran past TOOLREG_QUERY_TIMEOUT_SECONDS
     ├── NotConnectedError             a PostgresClient was used before connect() / after close()
     ├── DatabaseError                 any other database failure (original kept as __cause__)
     │   └── MigrationError            the schema is missing, behind, or a migration failed
@@ -31,6 +33,7 @@ boundary (``services.postgres_client``) with the original kept as
         ├── NoRoutableToolError       no live tool offers the operation
         ├── MissingEndpointError      the chosen tool has no endpoint for the operation
         └── ToolCallError             the tool failed: unreachable, 4xx/5xx, or not JSON
+            └── ToolResponseTooLargeError  the answer passed TOOLREG_MAX_RESPONSE_BYTES (final)
 """
 
 from __future__ import annotations
@@ -49,12 +52,15 @@ __all__ = [
     "NotConnectedError",
     "OmniNodeBridgeError",
     "PermissionDeniedError",
+    "QueryTimeoutError",
     "RegistrationError",
+    "RegistryOverloadedError",
     "RegistryUnavailableError",
     "ResyncRequiredError",
     "ToolAlreadyRegisteredError",
     "ToolCallError",
     "ToolNotFoundError",
+    "ToolResponseTooLargeError",
     "ValidationFailedError",
 ]
 
@@ -77,6 +83,27 @@ class RegistryUnavailableError(OmniNodeBridgeError):
     Callers may retry later; nothing about the registry's content can be
     concluded from this error.
     """
+
+
+class RegistryOverloadedError(RegistryUnavailableError):
+    """Every pooled connection, or every slot for client-shaped queries, stayed busy too long.
+
+    The database is fine; this process has more work than its bounds allow.
+    Retry shortly.
+    """
+
+
+class QueryTimeoutError(OmniNodeBridgeError):
+    """A query shaped by the caller (a search, a filter) ran past its time limit and was
+    cancelled. Retrying the same query will not help: make it cheaper."""
+
+    def __init__(self, limit_seconds: float, what: str = "the query") -> None:
+        self.limit_seconds = limit_seconds
+        super().__init__(
+            f"{what} ran longer than {limit_seconds:g}s (TOOLREG_QUERY_TIMEOUT_SECONDS) and "
+            "was cancelled; make it cheaper (a simpler `where`, a capabilities or node_type "
+            "filter, a smaller limit)"
+        )
 
 
 class NotConnectedError(OmniNodeBridgeError):
@@ -195,3 +222,27 @@ class ToolCallError(DiscoveryError):
         code = f" answered {status}" if status is not None else ""
         excerpt = f": {body_excerpt!r}" if body_excerpt else ""
         super().__init__(f"{where}{code}: {message}{excerpt}")
+
+
+class ToolResponseTooLargeError(ToolCallError):
+    """A tool answered with more than ``TOOLREG_MAX_RESPONSE_BYTES``; the answer was not read whole.
+
+    Final: the tool acted on the request, so it is never tried on another
+    tool. ``limit`` is the cap in bytes; ``declared`` the answer's
+    Content-Length (``None`` when it sent none, e.g. chunked, and was cut
+    off once past the cap).
+    """
+
+    def __init__(
+        self, tool_id: str, endpoint: str, limit: int, status: int, declared: int | None = None
+    ) -> None:
+        self.limit = limit
+        self.declared = declared
+        size = f" ({declared} bytes)" if declared is not None else ""
+        super().__init__(
+            tool_id,
+            endpoint,
+            f"the response{size} is larger than the limit of {limit} bytes "
+            "(TOOLREG_MAX_RESPONSE_BYTES) and was not read whole",
+            status=status,
+        )

@@ -60,9 +60,15 @@ class Settings(BaseSettings):
     connect_timeout: float = _env("TOOLREG_CONNECT_TIMEOUT", 10.0, gt=0, le=600)
     command_timeout: float = _env("TOOLREG_COMMAND_TIMEOUT", 30.0, gt=0, le=3600)
     statement_cache_size: int = _env("TOOLREG_STATEMENT_CACHE_SIZE", 100, ge=0, le=10000)
+    pool_acquire_timeout: float = _env("TOOLREG_POOL_ACQUIRE_TIMEOUT_SECONDS", 5.0, gt=0, le=600)
+    query_timeout_seconds: float = _env("TOOLREG_QUERY_TIMEOUT_SECONDS", 5.0, gt=0, le=3600)
+    search_concurrency: int = _env("TOOLREG_SEARCH_CONCURRENCY", 4, ge=1, le=1000)
 
     # -- registrations and the change feed ----------------------------------------
     max_json_bytes: int = _env("TOOLREG_MAX_JSON_BYTES", 64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_registration_bytes: int = _env(
+        "TOOLREG_MAX_REGISTRATION_BYTES", 256 * 1024, ge=1024, le=64 * 1024 * 1024
+    )
     event_retention_seconds: float = _env("TOOLREG_EVENT_RETENTION_SECONDS", 7 * 86400.0, gt=0)
 
     # -- the HTTP server ----------------------------------------------------------
@@ -70,12 +76,18 @@ class Settings(BaseSettings):
     port: int = _env("TOOLREG_PORT", 8080, ge=0, le=65535)
     max_body_bytes: int = _env("TOOLREG_MAX_BODY_BYTES", 1024 * 1024, ge=1024)
     reads_require_token: bool = _env("TOOLREG_READS_REQUIRE_TOKEN", False)
+    header_timeout_seconds: float = _env("TOOLREG_HEADER_TIMEOUT_SECONDS", 10.0, gt=0, le=3600)
+    sse_buffer_bytes: int = _env("TOOLREG_SSE_BUFFER_BYTES", 4 * 1024 * 1024, ge=64 * 1024)
+    stream_token_recheck_seconds: float = _env(
+        "TOOLREG_STREAM_TOKEN_RECHECK_SECONDS", 3.0, gt=0, le=3600
+    )
 
     # -- discovery and routing ------------------------------------------------------
     ttl_seconds: float = _env("TOOLREG_TTL_SECONDS", 300.0, gt=0)
     http_connect_timeout: float = _env("TOOLREG_HTTP_CONNECT_TIMEOUT", 2.0, gt=0, le=600)
     http_read_timeout: float = _env("TOOLREG_HTTP_READ_TIMEOUT", 30.0, gt=0, le=3600)
     route_max_attempts: int = _env("TOOLREG_ROUTE_MAX_ATTEMPTS", 3, ge=1, le=100)
+    max_response_bytes: int = _env("TOOLREG_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, ge=1024)
     eject_base_seconds: float = _env("TOOLREG_EJECT_BASE_SECONDS", 1.0, gt=0)
     eject_max_seconds: float = _env("TOOLREG_EJECT_MAX_SECONDS", 60.0, gt=0)
     stale_index_grace_seconds: float = _env("TOOLREG_STALE_INDEX_GRACE_SECONDS", 30.0, ge=0)

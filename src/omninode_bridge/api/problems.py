@@ -25,6 +25,8 @@ from omninode_bridge.errors import (
     NoRoutableToolError,
     OmniNodeBridgeError,
     PermissionDeniedError,
+    QueryTimeoutError,
+    RegistryOverloadedError,
     RegistryUnavailableError,
     ResyncRequiredError,
     ToolAlreadyRegisteredError,
@@ -135,10 +137,19 @@ _STATUS: list[tuple[type[OmniNodeBridgeError], int, str]] = [
     (AuthenticationError, 401, "Unauthorized"),
     (PermissionDeniedError, 403, "Forbidden"),
     (ResyncRequiredError, 410, "Resync required"),
+    (QueryTimeoutError, 422, "Query too expensive"),
+    (RegistryOverloadedError, 503, "Registry overloaded"),
     (RegistryUnavailableError, 503, "Registry unavailable"),
     (MigrationError, 503, "Schema not ready"),
     (ConfigurationError, 503, "Registry misconfigured"),
 ]
+
+
+_PUBLIC_503: dict[type[OmniNodeBridgeError], str] = {
+    RegistryUnavailableError: "the registry's database is unavailable",
+    MigrationError: "the registry's database schema is not ready (see the server log)",
+    ConfigurationError: "the registry is misconfigured (see the server log)",
+}
 
 
 async def _domain(request: Request, exc: Exception) -> Response:
@@ -149,11 +160,16 @@ async def _domain(request: Request, exc: Exception) -> Response:
             errors = exc.errors if isinstance(exc, ValidationFailedError) else None
             if status == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="toolreg"'
+            detail = str(exc)
             if status == 503:
                 headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
                 logger.warning("%s %s: %s", request.method, request.url.path, exc)
+                if not isinstance(exc, RegistryOverloadedError):
+                    # The full message names the database (a host, a socket path):
+                    # it goes to the log, not to an unauthenticated client.
+                    detail = f"{_PUBLIC_503.get(cls, title)}; retry in {RETRY_AFTER_SECONDS}s"
             return problem_response(
-                status, title, str(exc), instance=request.url.path, errors=errors, headers=headers
+                status, title, detail, instance=request.url.path, errors=errors, headers=headers
             )
     logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
     return problem_response(

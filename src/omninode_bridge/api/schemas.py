@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from omninode_bridge.models import NodeType
+from omninode_bridge.models.fields import ToolId
 from omninode_bridge.models.query import MAX_PAGE_SIZE
 
 __all__ = ["HeartbeatBatch", "HeartbeatBatchResult", "SearchRequest", "Status"]
@@ -17,7 +18,9 @@ class HeartbeatBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tool_ids: list[str] = Field(min_length=1, max_length=10_000)
+    # Each id is checked like a registration's tool_id: a malformed one (a lone
+    # surrogate, a space) is a 422 naming its index, and nothing is written.
+    tool_ids: list[ToolId] = Field(min_length=1, max_length=10_000)
 
 
 class HeartbeatBatchResult(BaseModel):

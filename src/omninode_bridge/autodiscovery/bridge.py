@@ -46,6 +46,7 @@ from omninode_bridge.autodiscovery.source import (
     SourceUnavailableError,
 )
 from omninode_bridge.errors import (
+    PermissionDeniedError,
     RegistryUnavailableError,
     ToolAlreadyRegisteredError,
     ValidationFailedError,
@@ -309,7 +310,12 @@ class DiscoveryBridge:
             owner = await self.repository.get_owner(tool_id)
         created = False
         if owner == self.owner:
-            _, created = await self.repository.upsert_registration(registration, owner=self.owner)
+            try:  # owner-checked in the same statement: a tool re-registered meanwhile is kept
+                _, created = await self.repository.upsert_registration(
+                    registration, owner=self.owner, owned_only=True
+                )
+            except PermissionDeniedError:
+                owner = "another writer"
         elif owner is None:
             try:  # ON CONFLICT DO NOTHING: a tool registered meanwhile is never overwritten
                 await self.repository.create_registration(registration, owner=self.owner)

@@ -29,6 +29,7 @@ __all__ = [
     "JsonObject",
     "ToolId",
     "check_json_object",
+    "check_registration_size",
     "check_url",
     "json_limits",
 ]
@@ -36,6 +37,7 @@ __all__ = [
 TOOL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 DEFAULT_MAX_JSON_BYTES = 64 * 1024
 DEFAULT_MAX_DEPTH = 32
+DEFAULT_MAX_REGISTRATION_BYTES = 256 * 1024
 ENDPOINT_MAX_LENGTH = 2048
 HEALTH_ENDPOINT_MAX_LENGTH = 500  # the column is VARCHAR(500)
 MAX_ENDPOINTS = 512
@@ -148,10 +150,26 @@ def check_json_object(
 
 @dataclass(frozen=True, slots=True)
 class JsonLimits:
-    """Bounds for capabilities and metadata (TOOLREG_MAX_JSON_BYTES and the nesting depth)."""
+    """Bounds for capabilities and metadata (TOOLREG_MAX_JSON_BYTES and the nesting depth),
+    and for a registration's JSON fields together (TOOLREG_MAX_REGISTRATION_BYTES)."""
 
     max_bytes: int = DEFAULT_MAX_JSON_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_registration_bytes: int = DEFAULT_MAX_REGISTRATION_BYTES
+
+
+def check_registration_size(**fields: Any) -> None:
+    """ValueError when the JSON fields given (capabilities, endpoints, metadata) together
+    exceed the registration bound in force; the message names each field's size."""
+    limit = json_limits.get().max_registration_bytes
+    sizes = {name: len(orjson.dumps(value)) for name, value in fields.items() if value is not None}
+    total = sum(sizes.values())
+    if total > limit:
+        parts = ", ".join(f"{name} {size}" for name, size in sizes.items())
+        raise ValueError(
+            f"capabilities, endpoints and metadata are {total} bytes of JSON together "
+            f"({parts}); at most {limit} allowed (TOOLREG_MAX_REGISTRATION_BYTES)"
+        )
 
 
 # The bounds in force for the current task: a server sets them per request from

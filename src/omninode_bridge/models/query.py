@@ -44,8 +44,14 @@ class ToolQuery(BaseModel):
     @field_validator("where")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
+        if value is None:
+            return value
+        if "\x00" in value:
             raise ValueError("must not contain the NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (no lone surrogates)") from None
         return value
 
 

@@ -11,9 +11,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from omninode_bridge.models.fields import Endpoints, HealthUrl, JsonObject, ToolId
+from omninode_bridge.models.fields import (
+    Endpoints,
+    HealthUrl,
+    JsonObject,
+    ToolId,
+    check_registration_size,
+)
 from omninode_bridge.models.node_type import NodeType
 from omninode_bridge.models.timestamps import UtcTimestamp, to_utc, utc_now
 
@@ -38,6 +44,13 @@ class ModelToolRegistrationCreate(BaseModel):
     metadata: JsonObject = Field(default_factory=dict)
     health_endpoint: HealthUrl | None = None
 
+    @model_validator(mode="after")
+    def _bounded(self) -> ModelToolRegistrationCreate:
+        check_registration_size(
+            capabilities=self.capabilities, endpoints=self.endpoints, metadata=self.metadata
+        )
+        return self
+
 
 class ModelToolRegistrationUpdate(BaseModel):
     """A partial update: only the fields that are set change.
@@ -61,6 +74,14 @@ class ModelToolRegistrationUpdate(BaseModel):
         if value is None:
             raise ValueError("cannot be null (leave the field out to keep its current value)")
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ModelToolRegistrationUpdate:
+        # The fields it sets; each one alone is bounded by the same limit.
+        check_registration_size(
+            capabilities=self.capabilities, endpoints=self.endpoints, metadata=self.metadata
+        )
+        return self
 
     @property
     def is_empty(self) -> bool:

@@ -11,10 +11,8 @@ holds back the feed until it ends.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -22,10 +20,14 @@ from omninode_bridge.errors import ResyncRequiredError, ValidationFailedError
 from omninode_bridge.models import ChangeEvent, ChangeKind, ModelToolRegistration
 from omninode_bridge.models.timestamps import to_utc
 from omninode_bridge.services.cursors import FeedPosition
+from omninode_bridge.services.db_errors import translating
 from omninode_bridge.services.postgres_client import PostgresClient
 from omninode_bridge.services.sql import load_queries
 
 __all__ = ["CHANNEL", "ChangeFeed", "event_from_row"]
+
+if TYPE_CHECKING:
+    from omninode_bridge.services.postgres_client import PooledConnection
 
 Q = load_queries("change_feed.sql")
 CHANNEL = "toolreg_changes"
@@ -52,8 +54,34 @@ class ChangeFeed:
     def __init__(self, postgres_client: PostgresClient) -> None:
         self.client = postgres_client
 
-    async def _check_horizon(self, position: FeedPosition, cursor: str | None) -> None:
-        row = await self.client.fetchrow(Q["horizon"])
+    async def changes(
+        self,
+        since_cursor: str | None = None,
+        limit: int = 500,
+        *,
+        conn: PooledConnection | None = None,
+    ) -> list[ChangeEvent]:
+        """Up to ``limit`` events after ``since_cursor`` (``None``: from the oldest kept), in order.
+
+        Raises ResyncRequiredError when events after the cursor were already
+        pruned, or when the cursor is ahead of the feed's head (a cursor of
+        another database, or of this one before it was re-created);
+        ValidationFailedError for a malformed cursor or limit. ``conn`` reads
+        on that connection instead of one from the pool.
+        """
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
+            raise ValidationFailedError([("limit", f"must be an integer from 1 to {MAX_BATCH}")])
+        position = FeedPosition.parse(since_cursor)
+        if conn is None:
+            async with self.client.acquire() as pooled:
+                return await self._read(pooled, position, since_cursor, limit)
+        with translating(self.client.where):
+            return await self._read(conn, position, since_cursor, limit)
+
+    async def _read(
+        self, conn: PooledConnection, position: FeedPosition, cursor: str | None, limit: int
+    ) -> list[ChangeEvent]:
+        row = await conn.fetchrow(Q["horizon"])
         assert row is not None  # the migration inserts the one row
         horizon = FeedPosition(int(row["txid"]), int(row["seq"]))
         if position < horizon:
@@ -62,19 +90,17 @@ class ChangeFeed:
                 f"{where} is older than the change feed's retention (pruned through "
                 f"{horizon}); re-read the registry, then follow from head_cursor()"
             )
-
-    async def changes(self, since_cursor: str | None = None, limit: int = 500) -> list[ChangeEvent]:
-        """Up to ``limit`` events after ``since_cursor`` (``None``: from the oldest kept), in order.
-
-        Raises ResyncRequiredError when events after the cursor were already
-        pruned, ValidationFailedError for a malformed cursor or limit.
-        """
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
-            raise ValidationFailedError([("limit", f"must be an integer from 1 to {MAX_BATCH}")])
-        position = FeedPosition.parse(since_cursor)
-        await self._check_horizon(position, since_cursor)
-        rows = await self.client.fetch(Q["changes_since"], str(position.txid), position.seq, limit)
-        return [event_from_row(row) for row in rows]
+        rows = await conn.fetch(Q["changes_since"], str(position.txid), position.seq, limit)
+        if not rows and position > horizon:
+            top = await conn.fetchrow(Q["head"])
+            head = max(horizon, FeedPosition(int(top["txid"]), int(top["seq"])) if top else horizon)
+            if position > head:
+                raise ResyncRequiredError(
+                    f"cursor {cursor!r} is ahead of the change feed's head ({head}): "
+                    "it belongs to another database or to this one before it was re-created; "
+                    "re-read the registry, then follow from head_cursor()"
+                )
+        return [event_from_row(r) for r in rows]
 
     async def head_cursor(self) -> str:
         """The cursor of the newest event a reader can see now: follow from here for "new only"."""
@@ -95,42 +121,17 @@ class ChangeFeed:
     ) -> AsyncIterator[ChangeEvent]:
         """Replay the events after ``since_cursor``, then follow new ones as they commit.
 
-        Listens on a pooled connection for NOTIFY and also polls every
-        ``poll_interval`` seconds (a notified event may still wait for an older
-        transaction to end). Ends only when the caller stops iterating or the
-        database is lost (RegistryUnavailableError).
+        Follows with a :class:`~omninode_bridge.services.feed_follower.FeedFollower`:
+        a lost database is waited out (reconnecting with backoff) and following
+        resumes gap-free. Ends only when the caller stops iterating, or with
+        ResyncRequiredError when the cursor is older than the retention.
         """
-        cursor = since_cursor
-        FeedPosition.parse(cursor)
-        wake = asyncio.Event()
+        # Imported here: the follower module builds on this one.
+        from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
 
-        def _notified(*_: Any) -> None:
-            wake.set()
-
-        async with self.client.acquire() as conn:
-            await conn.add_listener(CHANNEL, _notified)
-            try:
-                held_back = 0.0  # > 0 while a notified event waits for an older transaction
-                while True:
-                    notified = wake.is_set()
-                    wake.clear()
-                    events = await self.changes(cursor, batch_size)
-                    for event in events:
-                        cursor = event.cursor
-                        yield event
-                    if len(events) == batch_size:
-                        continue
-                    if events:
-                        held_back = 0.0
-                    elif notified or held_back:
-                        # Notified, yet nothing readable: an older transaction still
-                        # runs. Look again soon rather than at the next poll.
-                        held_back = min(poll_interval, max(0.005, held_back * 2))
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
-                    # a cancellation that lands as the event fires.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(held_back or poll_interval):
-                            await wake.wait()
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(CHANNEL, _notified)
+        FeedPosition.parse(since_cursor)
+        tuning = FollowTuning(batch_size=batch_size, poll_interval=poll_interval)
+        follower = FeedFollower(self, since_cursor, tuning=tuning, name="ChangeFeed.watch")
+        async for batch in follower.batches():
+            for event in batch:
+                yield event

@@ -13,6 +13,8 @@ from omninode_bridge.errors import ValidationFailedError
 __all__ = ["FeedPosition", "decode_page_cursor", "encode_page_cursor"]
 
 _FEED = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_MAX_TXID = 2**64 - 1  # xid8
+_MAX_SEQ = 2**63 - 1  # bigint
 
 
 def encode_page_cursor(last_tool_id: str) -> str:
@@ -56,7 +58,12 @@ class FeedPosition:
             raise ValidationFailedError(
                 [(field, "is not a change-feed cursor (expected the cursor of an event)")]
             )
-        return cls(int(match.group(1)), int(match.group(2)))
+        txid, seq = int(match.group(1)), int(match.group(2))
+        if txid > _MAX_TXID or seq > _MAX_SEQ:
+            raise ValidationFailedError(
+                [(field, "is out of range (transaction id up to 2^64-1, sequence up to 2^63-1)")]
+            )
+        return cls(txid, seq)
 
     def __str__(self) -> str:
         return f"{self.txid}-{self.seq}"

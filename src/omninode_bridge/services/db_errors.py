@@ -22,7 +22,16 @@ from omninode_bridge.errors import (
     RegistryUnavailableError,
 )
 
-__all__ = ["is_unavailable", "translate", "translating"]
+__all__ = ["DRIVER_ERRORS", "is_unavailable", "translate", "translating"]
+
+# Everything the driver (or the socket under it) raises; translated at the boundary.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -34,6 +43,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     pgexc.TooManyConnectionsError,  # 53300
     pgexc.QueryCanceledError,  # 57014: statement_timeout or cancel
     pgexc.ConnectionDoesNotExistError,
+    # A connection whose protocol state broke mid-outage ("cannot switch to
+    # state 15; another operation is in progress"): it is lost to its user.
+    asyncpg.InternalClientError,
 )
 _CONFIG: tuple[type[BaseException], ...] = (
     pgexc.InvalidPasswordError,
@@ -77,5 +89,5 @@ def translating(where: str) -> Iterator[None]:
         yield
     except OmniNodeBridgeError:
         raise
-    except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except DRIVER_ERRORS as exc:
         raise translate(exc, where) from exc

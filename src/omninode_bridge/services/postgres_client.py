@@ -26,9 +26,10 @@ from omninode_bridge.embedded import start_embedded
 from omninode_bridge.errors import (
     NotConnectedError,
     OmniNodeBridgeError,
+    RegistryOverloadedError,
     RegistryUnavailableError,
 )
-from omninode_bridge.services.db_errors import translate, translating
+from omninode_bridge.services.db_errors import DRIVER_ERRORS, translate, translating
 from omninode_bridge.settings import Settings, load_settings
 
 __all__ = ["PoolMetrics", "PostgresClient", "describe_dsn", "resolve_dsn"]
@@ -154,7 +155,7 @@ class PostgresClient:
                 )
             except OmniNodeBridgeError:
                 raise
-            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc, self.where) from exc
             except ValueError as exc:  # asyncpg's DSN parser
                 raise translate(exc, self.where) from exc
@@ -186,17 +187,33 @@ class PostgresClient:
     async def acquire(self) -> AsyncIterator[PooledConnection]:
         """A pooled connection; driver errors inside the block come out translated.
 
-        Giving the connection back is bounded too: asyncpg resets it on release
-        and, without a timeout, a reset after a cancelled query can wait
-        forever; on timeout asyncpg terminates the connection instead.
+        Waiting for a connection is bounded by ``TOOLREG_POOL_ACQUIRE_TIMEOUT_SECONDS``:
+        RegistryOverloadedError when every connection stayed busy that long,
+        RegistryUnavailableError when a new one could not be opened. Giving the
+        connection back is bounded too: asyncpg resets it on release and,
+        without a timeout, a reset after a cancelled query can wait forever;
+        on timeout asyncpg terminates the connection instead.
         """
         pool = self.pool
         with translating(self.where):
-            conn = await pool.acquire(timeout=self.settings.connect_timeout)
+            conn = await self._acquire(pool)
             try:
                 yield conn
             finally:
                 await pool.release(conn, timeout=self.settings.connect_timeout)
+
+    async def _acquire(self, pool: asyncpg.Pool) -> PooledConnection:
+        limit = self.settings.pool_acquire_timeout
+        try:
+            return await pool.acquire(timeout=limit)
+        except TimeoutError as exc:
+            if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+                raise RegistryOverloadedError(
+                    f"all {pool.get_max_size()} database connections stayed busy for {limit:g}s "
+                    "(TOOLREG_POOL_ACQUIRE_TIMEOUT_SECONDS): the registry is overloaded; "
+                    "retry shortly"
+                ) from exc
+            raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PooledConnection]:
@@ -205,20 +222,20 @@ class PostgresClient:
             yield conn
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        with translating(self.where):
-            return await self.pool.fetch(query, *args)
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        with translating(self.where):
-            return await self.pool.fetchrow(query, *args)
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        with translating(self.where):
-            return await self.pool.fetchval(query, *args)
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
-        with translating(self.where):
-            return await self.pool.execute(query, *args)
+        async with self.acquire() as conn:
+            return await conn.execute(query, *args)
 
     async def health_check(self) -> dict[str, Any]:
         """``status`` is ``"healthy"`` or ``"unhealthy"``; never raises for an unreachable database.

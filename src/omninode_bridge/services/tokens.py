@@ -131,6 +131,10 @@ class TokenService:
         """Revoke the active token ``name``; ``False`` when there is none."""
         return await self.client.fetchrow(Q["revoke_token"], name) is not None
 
+    async def is_active(self, token_id: UUID) -> bool:
+        """True while the token exists and is not revoked (long-lived streams re-check this)."""
+        return bool(await self.client.fetchval(Q["token_active"], token_id))
+
     async def heartbeat(self, secret: str, tool_id: str) -> bool:
         """Heartbeat ``tool_id`` in one statement if ``secret`` is a valid token that may.
 

@@ -9,16 +9,24 @@ that changes a registration records a change-feed event in the same statement
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
 
-from omninode_bridge.errors import ToolAlreadyRegisteredError, ValidationFailedError
+from omninode_bridge.errors import (
+    PermissionDeniedError,
+    QueryTimeoutError,
+    RegistryOverloadedError,
+    ToolAlreadyRegisteredError,
+    ValidationFailedError,
+)
 from omninode_bridge.models import (
     ChangeEvent,
     ModelToolRegistration,
@@ -104,6 +112,7 @@ class ToolRegistrationRepository:
     def __init__(self, postgres_client: PostgresClient) -> None:
         self.client = postgres_client
         self.feed = ChangeFeed(postgres_client)
+        self._slots: asyncio.Semaphore | None = None  # created on first use, in the loop
 
     # -- the guide's eight methods ------------------------------------------
 
@@ -130,11 +139,13 @@ class ToolRegistrationRepository:
         return ModelToolRegistration.from_row(row) if row is not None else None
 
     async def update_registration(
-        self, tool_id: str, update: ModelToolRegistrationUpdate
+        self, tool_id: str, update: ModelToolRegistrationUpdate, *, owner: str | None = None
     ) -> ModelToolRegistration | None:
         """Change the fields ``update`` sets (JSONB fields replaced whole); ``None`` if absent.
 
         An update that sets nothing writes nothing and returns the current row.
+        With ``owner``, the tool is changed only if that is its owner, checked
+        in the same statement (``None`` otherwise: absent or not owned).
         """
         if update.is_empty or not could_be_registered(tool_id):
             return await self.get_registration(tool_id)
@@ -148,6 +159,7 @@ class ToolRegistrationRepository:
             update.metadata,
             "health_endpoint" in fields,
             update.health_endpoint,
+            owner,
         )
         return ModelToolRegistration.from_row(row) if row is not None else None
 
@@ -217,18 +229,30 @@ class ToolRegistrationRepository:
     # -- beyond the guide -----------------------------------------------------
 
     async def upsert_registration(
-        self, registration: ModelToolRegistrationCreate, *, owner: str | None = None
+        self,
+        registration: ModelToolRegistrationCreate,
+        *,
+        owner: str | None = None,
+        owned_only: bool = False,
     ) -> tuple[ModelToolRegistration, bool]:
         """Create or replace ``registration`` (a restarting tool); ``True`` when it was created.
 
         Replacing keeps ``id``, ``registered_at`` and the owner, refreshes the
         heartbeat, and records a change event only when the content differs.
-        ``owner`` is recorded only when the tool is created.
+        ``owner`` is recorded only when the tool is created. With
+        ``owned_only``, an existing tool is replaced only if ``owner`` owns it,
+        decided in the same statement as the write (no race can slip between):
+        otherwise PermissionDeniedError and nothing is written.
         """
+        if owned_only and owner is None:
+            raise ValidationFailedError([("owner", "is required with owned_only")])
         row = await self.client.fetchrow(
-            Q["upsert_registration"], *_create_args(registration), owner
+            Q["upsert_registration"], *_create_args(registration), owner, owned_only
         )
-        assert row is not None  # INSERT ... ON CONFLICT DO UPDATE always returns the row
+        if row is None:
+            raise PermissionDeniedError(
+                f"tool {registration.tool_id!r} is registered by another owner"
+            )
         return ModelToolRegistration.from_row(row), bool(row["created"])
 
     async def create_registrations(
@@ -274,6 +298,26 @@ class ToolRegistrationRepository:
         rows = await self.client.fetch(Q["update_heartbeats"], possible, when)
         found = {row["tool_id"] for row in rows}
         return [i for i in wanted if i not in found]
+
+    async def update_heartbeats_owned(
+        self, tool_ids: Sequence[str], owner: str
+    ) -> tuple[list[str], list[str]]:
+        """Heartbeat many tools of ``owner`` in one statement, all or nothing.
+
+        Returns ``(unknown, denied)``: ids not registered, and registered ids
+        ``owner`` does not own. When ``denied`` is not empty nothing was written.
+        """
+        wanted = list(dict.fromkeys(tool_ids))
+        possible = [i for i in wanted if could_be_registered(i)]
+        if not possible:
+            return wanted, []
+        row = await self.client.fetchrow(Q["update_heartbeats_owned"], possible, owner)
+        assert row is not None  # a SELECT of two arrays always returns one row
+        denied = set(row["denied"])
+        if denied:
+            return [], [i for i in wanted if i in denied]
+        updated = set(row["updated"])
+        return [i for i in wanted if i not in updated], []
 
     async def get_owner(self, tool_id: str) -> str | None:
         """Who owns ``tool_id`` (``token:<id>`` or ``source:<name>``).
@@ -349,24 +393,57 @@ class ToolRegistrationRepository:
         after = decode_page_cursor(query.cursor) if query.cursor else None
         if after is not None and not could_be_registered(after):
             raise ValidationFailedError([("cursor", "is not a cursor returned by this registry")])
-        async with self.client.transaction() as conn:
+        limit_seconds = self.client.settings.query_timeout_seconds
+        async with self._client_query_slot(), self.client.transaction() as conn:
             # The optional filters make one generic plan a poor fit for all of
-            # them; a custom plan per call lets each use its index.
-            await conn.execute(Q["force_custom_plan"])
+            # them; a custom plan per call lets each use its index. A caller's
+            # `where` can cost anything: the statement timeout bounds it.
+            await conn.fetchval(Q["bound_client_query"], f"{round(limit_seconds * 1000)}ms")
             if query.where is not None:
                 await self._check_jsonpath(conn, query.where)
-            rows = await conn.fetch(
-                Q["find_tools"],
-                query.capabilities,
-                query.node_type.value if query.node_type else None,
-                query.max_age_seconds,
-                query.where,
-                after,
-                query.limit + 1,
-            )
+            try:
+                rows = await conn.fetch(
+                    Q["find_tools"],
+                    query.capabilities,
+                    query.node_type.value if query.node_type else None,
+                    query.max_age_seconds,
+                    query.where,
+                    after,
+                    query.limit + 1,
+                )
+            except asyncpg.QueryCanceledError as exc:
+                if "statement timeout" not in str(exc):
+                    raise
+                raise QueryTimeoutError(limit_seconds, "the search") from exc
         items = _rows(rows[: query.limit])
         next_cursor = encode_page_cursor(items[-1].tool_id) if len(rows) > query.limit else None
         return ModelToolRegistrationPage(items=items, next_cursor=next_cursor)
+
+    @asynccontextmanager
+    async def _client_query_slot(self) -> AsyncIterator[None]:
+        """One of ``TOOLREG_SEARCH_CONCURRENCY`` slots for a query a client shapes.
+
+        Such queries can never hold more connections than that, so point
+        reads, heartbeats and the change feed always find one. Waiting longer
+        than ``TOOLREG_POOL_ACQUIRE_TIMEOUT_SECONDS`` for a slot raises
+        RegistryOverloadedError.
+        """
+        settings = self.client.settings
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(settings.search_concurrency)
+        try:
+            async with asyncio.timeout(settings.pool_acquire_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise RegistryOverloadedError(
+                f"all {settings.search_concurrency} slots for searches "
+                f"(TOOLREG_SEARCH_CONCURRENCY) stayed busy for {settings.pool_acquire_timeout:g}s: "
+                "the registry is overloaded; retry shortly"
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     @staticmethod
     async def _check_jsonpath(conn: Any, where: str) -> None:

@@ -22,6 +22,7 @@ from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.errors import OmniNodeBridgeError
 from omninode_bridge.models import ChangeEvent
 from omninode_bridge.services.cursors import FeedPosition
+from omninode_bridge.services.feed_hub import FeedInterruptedError
 
 router = APIRouter(prefix="/v1", tags=["changes"])
 
@@ -42,41 +43,67 @@ def _frame(event: ChangeEvent) -> bytes:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "An endless event stream"},
-        **problems(401, 410, 422),
+        **problems(401, 410, 422, 503),
     },
 )
 async def changes(
     request: Request,
     state: State,
-    _: Reader,
+    principal: Reader,
     since: Annotated[
         str | None, Query(max_length=64, description="Resume after this cursor.")
     ] = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> StreamingResponse:
-    """Follow every create, update and delete as it commits."""
+    """Follow every create, update and delete as it commits.
+
+    A stream ends (the client reconnects with ``Last-Event-ID`` and loses
+    nothing) when the server shuts down, loses its database, or the client
+    falls behind; a stream opened with a token ends within
+    ``TOOLREG_STREAM_TOKEN_RECHECK_SECONDS`` of that token's revocation.
+    """
     cursor = last_event_id or since
     FeedPosition.parse(cursor, field="since")  # a malformed cursor is a 422 before streaming
+    if not state.hub.following:
+        raise FeedInterruptedError("the registry is not following its change feed right now")
     if cursor:
-        # A pruned cursor is a 410 before streaming, not a broken stream.
+        # A pruned cursor, or one ahead of the feed, is a 410 before streaming.
         await state.repository.feed.changes(cursor, 1)
     events = state.hub.subscribe(cursor)
+    recheck = state.settings.stream_token_recheck_seconds
+
+    async def token_revoked() -> None:
+        """Returns once the stream's token is revoked (never, for a stream without one)."""
+        if principal is None:
+            await asyncio.Event().wait()
+            return
+        while True:
+            await asyncio.sleep(recheck)
+            try:
+                if not await state.tokens.is_active(principal.token_id):
+                    return
+            except OmniNodeBridgeError:
+                continue  # the database is away: the feed's own loss ends the stream
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
         pending: asyncio.Task[ChangeEvent] | None = None
         stopping = asyncio.ensure_future(state.stopping.wait())
+        revoked = asyncio.ensure_future(token_revoked())
         try:
             while not await request.is_disconnected():
                 if pending is None:
                     pending = asyncio.ensure_future(anext(events))
                 done, _ = await asyncio.wait(
-                    {pending, stopping},
+                    {pending, stopping, revoked},
                     timeout=KEEPALIVE_SECONDS,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if stopping in done:
                     return  # the server is shutting down; the client resumes elsewhere
+                if revoked in done:
+                    yield _error_frame("the token of this stream was revoked")
+                    return
                 if not done:
                     yield b": keepalive\n\n"
                     continue
@@ -87,11 +114,12 @@ async def changes(
                     return
                 except OmniNodeBridgeError as exc:
                     # The client reconnects with Last-Event-ID and loses nothing.
-                    yield b"event: error\ndata: %s\n\n" % orjson.dumps({"detail": str(exc)})
+                    yield _error_frame(str(exc))
                     return
                 yield _frame(event)
         finally:
             stopping.cancel()
+            revoked.cancel()
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(
@@ -105,3 +133,7 @@ async def changes(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _error_frame(detail: str) -> bytes:
+    return b"event: error\ndata: %s\n\n" % orjson.dumps({"detail": detail})

@@ -17,12 +17,23 @@ async def health() -> Status:
     return Status(status="ok")
 
 
-@router.get("/ready", responses={503: {"model": Status, "description": "Database unreachable"}})
+@router.get("/ready", responses={503: {"model": Status, "description": "Not ready"}})
 async def ready(state: State, response: Response) -> Status:
-    """Readiness: the database answers (503 with ``Retry-After`` when it does not)."""
+    """Readiness: the database answers and the change feed is followed.
+
+    503 with ``Retry-After`` otherwise. The answer names no host, socket path
+    or server version (it is open to anyone); the server log has the details.
+    """
     report = await state.client.health_check()
-    if report["status"] != "healthy":
+    database_ok = report["status"] == "healthy"
+    following = state.hub.following
+    detail = {
+        "database": "ok" if database_ok else "unavailable",
+        "latency_ms": report["latency_ms"],
+        "change_feed": "following" if following else "not following",
+    }
+    if not (database_ok and following):
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return Status(status="unavailable", detail=report)
-    return Status(status="ready", detail=report)
+        return Status(status="unavailable", detail=detail)
+    return Status(status="ready", detail=detail)

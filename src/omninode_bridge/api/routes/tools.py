@@ -18,7 +18,11 @@ from omninode_bridge.api.auth import (
 )
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.api.schemas import HeartbeatBatch, HeartbeatBatchResult
-from omninode_bridge.errors import ToolNotFoundError, ValidationFailedError
+from omninode_bridge.errors import (
+    PermissionDeniedError,
+    ToolNotFoundError,
+    ValidationFailedError,
+)
 from omninode_bridge.models import (
     ModelToolRegistration,
     ModelToolRegistrationCreate,
@@ -31,6 +35,10 @@ from omninode_bridge.models.query import MAX_PAGE_SIZE
 from omninode_bridge.services.tokens import Scope
 
 router = APIRouter(prefix="/v1", tags=["tools"])
+
+# An owner-checked write that changed nothing is diagnosed and, when the caller
+# turns out to own the tool after all (it raced itself), tried again.
+WRITE_ATTEMPTS = 3
 
 ToolIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=TOOL_ID_PATTERN)]
 
@@ -70,11 +78,22 @@ async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> ModelToolReg
     return found
 
 
-async def _authorize(state: State, principal: Writer, tool_id: str) -> None:
+async def _why_not(state: State, principal: Writer, tool_id: str) -> None:
+    """After an owner-checked write changed nothing: raise 404 or 403, or return if it may retry.
+
+    Returns only when ``principal`` now owns the tool (it raced itself, e.g.
+    two requests of one token creating the same id): the caller retries the
+    write, which is owner-checked again.
+    """
     owner = await state.repository.get_owner(tool_id)
     if owner is None and await state.repository.get_registration(tool_id) is None:
         raise ToolNotFoundError(tool_id)
     check_owner(principal, tool_id, owner)
+
+
+def _owner_filter(principal: Writer) -> str | None:
+    """The owner a write must match (``None``: admin, who may change any tool)."""
+    return None if principal.scope is Scope.ADMIN else principal.owner
 
 
 @router.patch("/tools/{tool_id}", responses=problems(400, 401, 403, 404, 413, 422))
@@ -82,11 +101,14 @@ async def update_tool(
     tool_id: ToolIdPath, body: ModelToolRegistrationUpdate, principal: Writer, state: State
 ) -> ModelToolRegistration:
     """Change the fields given; JSONB fields are replaced whole."""
-    await _authorize(state, principal, tool_id)
-    updated = await state.repository.update_registration(tool_id, body)
-    if updated is None:
-        raise ToolNotFoundError(tool_id)
-    return updated
+    for _ in range(WRITE_ATTEMPTS):
+        updated = await state.repository.update_registration(
+            tool_id, body, owner=_owner_filter(principal)
+        )
+        if updated is not None:
+            return updated
+        await _why_not(state, principal, tool_id)
+    raise ToolNotFoundError(tool_id)
 
 
 @router.put(
@@ -106,10 +128,17 @@ async def put_tool(
     """Idempotent registration (a restarting tool): 201 when created, 200 when replaced."""
     if body.tool_id != tool_id:
         raise ValidationFailedError([("tool_id", f"must equal the path's tool_id {tool_id!r}")])
-    owner = await state.repository.get_owner(tool_id)
-    if owner is not None or await state.repository.get_registration(tool_id) is not None:
-        check_owner(principal, tool_id, owner)
-    registration, created = await state.repository.upsert_registration(body, owner=principal.owner)
+    owned_only = principal.scope is not Scope.ADMIN
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            registration, created = await state.repository.upsert_registration(
+                body, owner=principal.owner, owned_only=owned_only
+            )
+            break
+        except PermissionDeniedError:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+            await _why_not(state, principal, tool_id)  # 403, or it raced itself: again
     if created:
         response.status_code = status.HTTP_201_CREATED
         response.headers["Location"] = f"/v1/tools/{tool_id}"
@@ -124,12 +153,13 @@ async def put_tool(
 )
 async def delete_tool(tool_id: ToolIdPath, principal: Writer, state: State) -> Response:
     """Deregister a tool."""
-    await _authorize(state, principal, tool_id)
-    if not await state.repository.delete_registration(
-        tool_id, reason=f"deleted by {principal.name}"
-    ):
-        raise ToolNotFoundError(tool_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    for _ in range(WRITE_ATTEMPTS):
+        if await state.repository.delete_registration(
+            tool_id, reason=f"deleted by {principal.name}", owner=_owner_filter(principal)
+        ):
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        await _why_not(state, principal, tool_id)
+    raise ToolNotFoundError(tool_id)
 
 
 @router.post(
@@ -150,25 +180,31 @@ async def heartbeat(
     # The slow path, for the right error (or a race with a concurrent change of owner).
     principal = await require_writer(await principal_of(request, state, credentials))
     repo = state.repository
-    if principal.scope is Scope.ADMIN:
-        updated = await repo.update_heartbeat(tool_id)
-    elif not (updated := await repo.update_heartbeat_owned(tool_id, principal.owner)):
-        await _authorize(state, principal, tool_id)  # raises 404 or 403
-        updated = await repo.update_heartbeat_owned(tool_id, principal.owner)
-    if not updated:
-        raise ToolNotFoundError(tool_id)
-    state.metrics.heartbeats.inc()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    for _ in range(WRITE_ATTEMPTS):
+        if principal.scope is Scope.ADMIN:
+            updated = await repo.update_heartbeat(tool_id)
+        else:
+            updated = await repo.update_heartbeat_owned(tool_id, principal.owner)
+        if updated:
+            state.metrics.heartbeats.inc()
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        await _why_not(state, principal, tool_id)  # raises 404 or 403
+    raise ToolNotFoundError(tool_id)
 
 
 @router.post("/heartbeats", responses=problems(400, 401, 403, 413, 422))
 async def heartbeats(body: HeartbeatBatch, principal: Writer, state: State) -> HeartbeatBatchResult:
-    """Heartbeat many tools at once; ids that are not registered come back in ``unknown``."""
+    """Heartbeat many tools at once; ids that are not registered come back in ``unknown``.
+
+    All or nothing: when the token does not own one of the registered ids, the
+    answer is 403 naming them and no heartbeat is recorded.
+    """
     ids = list(dict.fromkeys(body.tool_ids))
-    owners = await state.repository.get_owners(ids)
-    if any(owners.get(i) != principal.owner for i in ids):
-        present = await state.repository.existing_tool_ids(ids)
-        check_owners(principal, owners, [i for i in ids if i in present])
-    unknown = await state.repository.update_heartbeats(ids)
+    if principal.scope is Scope.ADMIN:
+        unknown = await state.repository.update_heartbeats(ids)
+    else:
+        unknown, denied = await state.repository.update_heartbeats_owned(ids, principal.owner)
+        if denied:
+            check_owners(principal, {}, denied)  # raises 403 naming them
     state.metrics.heartbeats.inc(len(ids) - len(unknown))
     return HeartbeatBatchResult(updated=len(ids) - len(unknown), unknown=unknown)

@@ -3,12 +3,10 @@
 - **Load**: the feed's head cursor first, then every registration page by
   page; the feed is then followed from that cursor, so whatever changed during
   the load is replayed on top of it (events are idempotent on the index).
-- **Changes**: a pooled connection ``LISTEN``\\ s on ``toolreg_changes`` and the
-  feed is read on every notification and every ``feed_poll_interval`` (and
-  sooner, backing off from ``held_back_retry``, while a notification's events
-  are held back by an older transaction still running). When the listening
-  connection drops, the loop reconnects (with backoff) and resumes from its
-  cursor; a cursor older than the feed's retention triggers a full reload.
+- **Changes**: the feed is followed by the one
+  :class:`~omninode_bridge.services.feed_follower.FeedFollower` (LISTEN, poll,
+  held-back retries, reconnect with backoff, resume from the cursor); a cursor
+  older than the feed's retention triggers a full reload.
 - **Heartbeats** are not events. Every ``heartbeat_interval`` one query returns
   the database clock and the tools whose ``last_heartbeat`` is newer than the
   previous look (minus ``heartbeat_overlap`` for transactions still
@@ -25,11 +23,9 @@ raises :class:`IndexUnavailableError` until the index is current again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from omninode_bridge.errors import (
     IndexUnavailableError,
@@ -37,10 +33,10 @@ from omninode_bridge.errors import (
     ResyncRequiredError,
 )
 from omninode_bridge.models import ChangeEvent, ChangeKind
-from omninode_bridge.services.change_feed import CHANNEL
 from omninode_bridge.services.discovery.clock import DbClock
 from omninode_bridge.services.discovery.index import ToolIndex
 from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
+from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
 from omninode_bridge.services.sql import load_queries
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 
@@ -70,23 +66,6 @@ class DiscoveryTuning:
     stall_seconds: float = 2.0  # no successful heartbeat refresh for this long: stale
     reconnect_min: float = 0.05
     reconnect_max: float = 2.0
-
-
-class _Signals:
-    """What wakes the feed loop: a NOTIFY, the end of the listening connection."""
-
-    def __init__(self) -> None:
-        self.wake = asyncio.Event()
-        self.announced = False  # a NOTIFY came since the last read
-        self.lost = False
-
-    def notified(self, *_: Any) -> None:
-        self.announced = True
-        self.wake.set()
-
-    def terminated(self, *_: Any) -> None:
-        self.lost = True
-        self.wake.set()
 
 
 class IndexSync:
@@ -269,77 +248,36 @@ class IndexSync:
     async def _follow_feed(self) -> None:
         delay = self.tuning.reconnect_min
         while True:
+            follower = FeedFollower(
+                self.repository.feed,
+                self.cursor,
+                tuning=FollowTuning(
+                    batch_size=self.tuning.feed_batch,
+                    poll_interval=self.tuning.feed_poll_interval,
+                    held_back_retry=self.tuning.held_back_retry,
+                    reconnect_min=self.tuning.reconnect_min,
+                    reconnect_max=self.tuning.reconnect_max,
+                ),
+                on_lost=self._feed_lost,
+                on_recovered=lambda: self._recovered("feed"),
+                name="discovery index",
+            )
             try:
-                await self._follow_once()
+                async for events in follower.batches():
+                    self._apply(events)
             except ResyncRequiredError as exc:
                 logger.warning("discovery index reloads: %s", exc)
                 try:
                     await self.load()
+                    delay = self.tuning.reconnect_min
                 except Exception as load_exc:  # retried below, reported by check()
                     self._failed("feed", load_exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.tuning.reconnect_max)
-            except Exception as exc:  # retried with backoff, reported by check()
-                if self._feed_failed_since is None:
-                    delay = self.tuning.reconnect_min  # it was following: retry at once
-                if not isinstance(exc, RegistryUnavailableError):
-                    logger.exception("discovery index: following the change feed failed")
-                self._failed("feed", exc)
-                self.metrics.add("feed_reconnects")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.tuning.reconnect_max)
 
-    async def _follow_once(self) -> None:
-        signals = _Signals()
-        feed, batch, poll = (
-            self.repository.feed,
-            self.tuning.feed_batch,
-            self.tuning.feed_poll_interval,
-        )
-        retry = self.tuning.held_back_retry
-        async with self.repository.client.acquire() as conn:
-            conn.add_termination_listener(signals.terminated)
-            try:
-                await conn.add_listener(CHANNEL, signals.notified)
-                first = True
-                held = False  # announced events not readable yet
-                while True:
-                    signals.wake.clear()
-                    announced, signals.announced = signals.announced, False
-                    events = await feed.changes(self.cursor, batch)
-                    if first:
-                        first = False
-                        self._recovered("feed")
-                    if events:
-                        self._apply(events)
-                    if signals.lost:
-                        raise RegistryUnavailableError(
-                            "the change feed's LISTEN connection was closed"
-                        )
-                    if len(events) == batch:
-                        continue
-                    held = not events and (held or announced)
-                    if held:
-                        # An older transaction still runs and holds the announced
-                        # events back: look again soon, backing off to the poll.
-                        timeout, retry = retry, min(retry * 2, poll)
-                    else:
-                        timeout, retry = poll, self.tuning.held_back_retry
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
-                    # a cancellation that lands as the event fires, and stop() hangs.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(timeout):
-                            await signals.wake.wait()
-            finally:
-                try:
-                    conn.remove_termination_listener(signals.terminated)
-                    if not conn.is_closed():
-                        await conn.remove_listener(CHANNEL, signals.notified)
-                except Exception as exc:  # cleanup of a connection that failed
-                    # The connection died (or is dying: asyncpg may report a
-                    # protocol state error mid-shutdown). Its callbacks are gone
-                    # or harmless, and the pool resets or discards it.
-                    logger.debug("change-feed listener cleanup on a lost connection: %r", exc)
+    def _feed_lost(self, exc: BaseException) -> None:
+        self._failed("feed", exc)
+        self.metrics.add("feed_reconnects")
 
     def _apply(self, events: list[ChangeEvent]) -> None:
         index = self.index

@@ -50,3 +50,6 @@ WITH t AS (
     RETURNING 1
 )
 SELECT count(*) FROM hb
+
+-- name: token_active
+SELECT EXISTS (SELECT 1 FROM registry_tokens WHERE id = $1 AND revoked_at IS NULL)

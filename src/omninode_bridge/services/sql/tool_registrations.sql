@@ -56,6 +56,10 @@ WITH prev AS (
                 IS DISTINCT FROM (EXCLUDED.node_type, EXCLUDED.capabilities, EXCLUDED.endpoints,
                                   EXCLUDED.metadata, EXCLUDED.health_endpoint)
             THEN now() ELSE t.updated_at END
+    -- $8: replace only a tool that $7 owns. Checked in this statement, on the
+    -- locked conflicting row, so no concurrent writer can slip in between.
+    WHERE NOT $8::boolean
+       OR EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $7)
     RETURNING t.*, (t.xmax = 0) AS created
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
@@ -87,6 +91,10 @@ WITH upd AS (
         health_endpoint = CASE WHEN $6::boolean THEN $7 ELSE health_endpoint END,
         updated_at = now()
     WHERE tool_id = $1
+      -- $8: change only a tool that this owner owns (NULL: anyone may).
+      AND ($8::varchar IS NULL OR EXISTS (
+            SELECT 1 FROM tool_owners o
+            WHERE o.tool_id = tool_registrations.tool_id AND o.owner = $8))
     RETURNING *
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
@@ -121,6 +129,22 @@ UPDATE tool_registrations SET last_heartbeat = COALESCE($2::timestamptz, now())
 WHERE tool_id = ANY($1::varchar[])
 RETURNING tool_id
 
+-- name: update_heartbeats_owned
+-- All or nothing: when any registered id of $1 is not owned by $2, nothing is
+-- written and those ids come back in `denied`.
+WITH denied AS (
+    SELECT r.tool_id FROM tool_registrations r
+    WHERE r.tool_id = ANY($1::varchar[])
+      AND NOT EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = r.tool_id AND o.owner = $2)
+), upd AS (
+    UPDATE tool_registrations t SET last_heartbeat = now()
+    WHERE t.tool_id = ANY($1::varchar[])
+      AND NOT EXISTS (SELECT 1 FROM denied)
+      AND EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $2)
+    RETURNING t.tool_id
+)
+SELECT ARRAY(SELECT tool_id FROM denied) AS denied, ARRAY(SELECT tool_id FROM upd) AS updated
+
 -- name: list_all
 SELECT * FROM tool_registrations ORDER BY tool_id
 
@@ -141,8 +165,11 @@ SELECT count(*) FROM tool_registrations
 -- name: count_by_node_type
 SELECT count(*) FROM tool_registrations WHERE node_type = $1
 
--- name: force_custom_plan
-SET LOCAL plan_cache_mode = force_custom_plan
+-- name: bound_client_query
+-- For the rest of the transaction: a custom plan per call, and the statement
+-- timeout ($1, e.g. '5000ms') of a query whose shape a client chose.
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('statement_timeout', $1::text, true)
 
 -- name: check_jsonpath
 SELECT $1::text::jsonpath
