@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import httpx
 import pytest
@@ -32,6 +34,13 @@ class Server:
     base_url: str
     dsn: str
     process: subprocess.Popen[str]
+    log: IO[str]  # the server's stdout and stderr: a file, so a chatty server never blocks
+
+    def output(self) -> str:
+        """Everything the server has printed so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
 
     async def token(self, scope: Scope | str, name: str | None = None) -> str:
         """A new token's secret, created straight in the database."""
@@ -46,22 +55,28 @@ def start_server(
     dsn: str, *extra: str, env: dict[str, str] | None = None, port: int | None = None
 ) -> Server:
     port = port or free_port()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a server
+    # that logs more than the pipe holds would block on its next log line.
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by stop_server
     process = subprocess.Popen(
         [TOOLREG, "serve", "--port", str(port), "--log-level", "warning", *extra],
         env=clean_env(DATABASE_URL=dsn, **(env or {})),
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(process, base_url, lambda: process.stdout.read() if process.stdout else "")
-    return Server(base_url, dsn, process)
+    server = Server(f"http://127.0.0.1:{port}", dsn, process, log)
+    try:
+        wait_until_healthy(process, server.base_url, server.output)
+    except BaseException:
+        log.close()
+        raise
+    return server
 
 
 def stop_server(server: Server) -> int:
     code = terminate(server.process)
-    if server.process.stdout:
-        server.process.stdout.close()
+    server.log.close()
     return code
 
 

@@ -251,8 +251,7 @@ async def test_sigterm_drains_and_ends_streams(module_db: str, uid: str) -> None
     # Every request that reached the server before it stopped accepting was answered in full.
     assert all(s == 201 for s in statuses)
     assert statuses, "no request reached the server before shutdown"
-    if running.process.stdout:
-        running.process.stdout.close()
+    running.log.close()
 
 
 async def test_discover_routes_to_a_live_tool(

@@ -26,9 +26,7 @@ def _by(tool_id: str, who: str) -> dict[str, Any]:
     return body(tool_id, metadata={"by": who})
 
 
-async def _settle(
-    http: httpx.AsyncClient, tool_id: str, results: dict[str, httpx.Response]
-) -> str:
+async def _settle(http: httpx.AsyncClient, tool_id: str, results: dict[str, httpx.Response]) -> str:
     """The single winner of a race; asserts the loser's status and the stored content."""
     winners = [who for who, r in results.items() if r.status_code in (200, 201)]
     assert len(winners) == 1, {w: (r.status_code, r.text) for w, r in results.items()}
@@ -98,9 +96,7 @@ async def test_post_racing_put_on_a_new_id_has_one_winner(server: Server, uid: s
                 assert put.status_code == 403
 
 
-async def test_one_token_racing_itself_on_a_new_id_never_gets_403(
-    server: Server, uid: str
-) -> None:
+async def test_one_token_racing_itself_on_a_new_id_never_gets_403(server: Server, uid: str) -> None:
     token = bearer(await server.token("write"))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         ids = [f"self-race-{uid}-{i}" for i in range(PAIRS)]
@@ -132,15 +128,11 @@ async def test_non_owner_writes_are_refused_and_change_nothing(server: Server, u
             assert response.status_code == 403, response.text
         after = (await http.get(f"/v1/tools/{tool_id}")).json()
         assert after == before  # content, heartbeat and all
-        missing = await http.patch(
-            f"/v1/tools/nothing-{uid}", json={"metadata": {}}, headers=other
-        )
+        missing = await http.patch(f"/v1/tools/nothing-{uid}", json={"metadata": {}}, headers=other)
         assert missing.status_code == 404
 
 
-async def test_batch_heartbeat_with_one_foreign_id_writes_nothing(
-    server: Server, uid: str
-) -> None:
+async def test_batch_heartbeat_with_one_foreign_id_writes_nothing(server: Server, uid: str) -> None:
     mine, theirs = await _tokens(server)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         for tool_id, token in ((f"m-{uid}", mine), (f"t-{uid}", theirs)):

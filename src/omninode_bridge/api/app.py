@@ -11,15 +11,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge import __version__
 from omninode_bridge.api.body_limit import BodyLimitMiddleware
 from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
 from omninode_bridge.api.problems import install_problem_handlers
-from omninode_bridge.api.routes import changes, discover, health, search, tools
+from omninode_bridge.api.routes import changes, discover, health, meta, search, tools
 from omninode_bridge.api.state import AppState
 from omninode_bridge.autodiscovery import BridgeMetrics, bridges_from_settings
 from omninode_bridge.errors import OmniNodeBridgeError
@@ -91,7 +90,18 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
         def count_event(event: ChangeEvent) -> None:
             metrics.change_events.labels(event.kind.value).inc()
 
-        hub = FeedHub(repository.feed, on_event=count_event)
+        def feed_following(following: bool) -> None:
+            metrics.feed_following.set(1 if following else 0)
+            if not following:
+                metrics.feed_interruptions.inc()
+
+        hub = FeedHub(
+            repository.feed,
+            buffer_bytes=settings.sse_buffer_bytes,
+            on_event=count_event,
+            on_following=feed_following,
+            on_dropped=metrics.sse_dropped.inc,
+        )
         state = AppState(
             settings=settings,
             client=client,
@@ -144,16 +154,20 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             "(`toolreg token create`)."
         ),
         lifespan=lifespan,
+        # meta.router serves these, behind TOOLREG_READS_REQUIRE_TOKEN when it is set.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     for module in (health, tools, search, discover, changes):
         app.include_router(module.router)
+    app.include_router(meta.router(guarded=settings.reads_require_token))
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_middleware(_JsonLimitsMiddleware, limits=JsonLimits(max_bytes=settings.max_json_bytes))
+    limits = JsonLimits(
+        max_bytes=settings.max_json_bytes, max_registration_bytes=settings.max_registration_bytes
+    )
+    app.add_middleware(_JsonLimitsMiddleware, limits=limits)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

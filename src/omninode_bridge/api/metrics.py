@@ -1,23 +1,28 @@
 """Prometheus metrics of one app instance, on a registry the app factory creates.
 
-Request metrics are labelled by route template (``/v1/tools/{tool_id}``), never
-by raw path, so label cardinality stays bounded. Registry-wide gauges (tools
-by node type, healthy tools) are refreshed by the app in the background; pool
-gauges are read at scrape time.
+Request metrics are labelled from closed sets only, whatever clients send: the
+method is one of ``KNOWN_METHODS`` or ``other``, the route is the matched route
+template (``/v1/tools/{tool_id}``) or ``unmatched``, never the raw path. A flood
+of made-up methods or paths therefore cannot grow the exposition. Registry-wide
+gauges (tools by node type, healthy tools) are refreshed by the app in the
+background; pool gauges are read at scrape time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Metrics", "MetricsMiddleware"]
+__all__ = ["KNOWN_METHODS", "Metrics", "MetricsMiddleware"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
 
 
 class Metrics:
@@ -65,27 +70,68 @@ class Metrics:
         self.pool_max = Gauge(
             "toolreg_db_pool_connections_max", "Database pool ceiling.", registry=r
         )
+        # One exposition is generated at a time: concurrent scrapes queue here
+        # rather than each taking a worker thread of the default executor.
+        self._exposing = asyncio.Lock()
+
+        self.feed_following = Gauge(
+            "toolreg_change_feed_following",
+            "1 while this server follows the change feed (SSE streams are live), else 0.",
+            registry=r,
+        )
+        self.feed_interruptions = Counter(
+            "toolreg_change_feed_interruptions_total",
+            "Times this server lost the change feed (open streams were ended).",
+            registry=r,
+        )
+        self.sse_dropped = Counter(
+            "toolreg_sse_subscribers_dropped_total",
+            "SSE streams ended because the client fell too far behind (TOOLREG_SSE_BUFFER_BYTES).",
+            registry=r,
+        )
 
     def bind_pool(
         self, size: Callable[[], float], in_use: Callable[[], float], max_size: Callable[[], float]
     ) -> None:
-        """Read the pool gauges from these callables at scrape time."""
+        """Read the pool gauges from these callables at scrape time.
+
+        Scrapes run in a worker thread (``exposition``): the callables must
+        only read, and must not need the event loop.
+        """
         self.pool_size.set_function(size)
         self.pool_in_use.set_function(in_use)
         self.pool_max.set_function(max_size)
 
+    async def exposition(self) -> bytes:
+        """The text exposition of every metric, generated in a worker thread.
+
+        Generating it walks every series and takes time proportional to their
+        number; off the event loop, a scrape never holds up other requests.
+        """
+        async with self._exposing:
+            return await asyncio.to_thread(generate_latest, self.registry)
+
 
 def _route_template(scope: Scope) -> str:
-    route = scope.get("route")  # set by FastAPI's router once a route matched
+    """The template of the route ``scope`` was routed to, or ``unmatched``.
+
+    A path whose route exists but not for this method (a 405) keeps that
+    route's template, so the label set stays the app's own routes.
+    """
+    route = scope.get("route")  # set by FastAPI's router on a full or method-only match
     if route is not None and getattr(route, "path", None):
         return str(route.path)
+    # Routes that do not set it: match as the router did, a full match before a method-only one.
     app = scope.get("app")
     router = getattr(app, "router", None)
+    method_only: str | None = None
     for route in getattr(router, "routes", []):
         match, _ = route.matches(scope)
         if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+            return str(getattr(route, "path", None) or UNMATCHED)
+        if match == Match.PARTIAL and method_only is None:
+            method_only = str(getattr(route, "path", None) or UNMATCHED)
+    return method_only or UNMATCHED
 
 
 class MetricsMiddleware:
@@ -113,5 +159,7 @@ class MetricsMiddleware:
         finally:
             route = _route_template(scope)
             method = scope.get("method", "GET")
+            if method not in KNOWN_METHODS:
+                method = "other"
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

@@ -50,8 +50,13 @@ def serve(
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
-    """Run the registry server. SIGTERM drains in-flight requests, then closes the pool."""
+    """Run the registry server. SIGTERM drains in-flight requests, then closes the pool.
+
+    A connection whose request headers are not complete within
+    TOOLREG_HEADER_TIMEOUT_SECONDS (default 10) is answered 408 and closed.
+    """
     from omninode_bridge.api import create_app  # FastAPI: imported only when serving
+    from omninode_bridge.api.header_timeout import with_header_timeout
 
     settings = settings_from(ctx)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -69,6 +74,8 @@ def serve(
         timeout_graceful_shutdown=30,
         server_header=False,
         access_log=False,
+        # h11 with a header deadline (slowloris); also where httptools is installed.
+        http=with_header_timeout(settings.header_timeout_seconds),
     )
     server = _Server(config)
     asyncio.run(server.serve())

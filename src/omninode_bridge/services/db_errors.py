@@ -56,7 +56,12 @@ _CONFIG: tuple[type[BaseException], ...] = (
 
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` means the database could not be reached or was lost."""
-    if isinstance(exc, pgexc.InterfaceError) and "connection is closed" in str(exc):
+    if isinstance(exc, pgexc.InterfaceError) and any(
+        # A pooled connection that died mid-use: asyncpg closes it and detaches it
+        # from its holder ("... has been released back to the pool").
+        marker in str(exc)
+        for marker in ("connection is closed", "released back to the pool")
+    ):
         return True
     return isinstance(exc, _UNAVAILABLE)
 

@@ -29,10 +29,14 @@ from typing import Any
 from omninode_bridge.errors import RegistryUnavailableError, ResyncRequiredError
 from omninode_bridge.models import ChangeEvent
 from omninode_bridge.services.change_feed import CHANNEL, ChangeFeed
+from omninode_bridge.services.sql import load_queries
 
-__all__ = ["FeedFollower", "FollowTuning"]
+__all__ = ["FOLLOWER_APPLICATION_NAME", "FeedFollower", "FollowTuning"]
 
 logger = logging.getLogger(__name__)
+
+Q = load_queries("change_feed.sql")
+FOLLOWER_APPLICATION_NAME = "omninode-bridge change feed"  # as set by Q["mark_follower"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +154,15 @@ class FeedFollower:
         async with self.feed.client.acquire() as conn:
             conn.add_termination_listener(signals.terminated)
             try:
+                await conn.fetchval(Q["mark_follower"])
                 await conn.add_listener(CHANNEL, signals.notified)
                 first = True
                 held = False  # announced events not readable yet
                 while True:
+                    if signals.lost or conn.is_closed():
+                        raise RegistryUnavailableError(
+                            "the change feed's LISTEN connection was closed"
+                        )
                     signals.wake.clear()
                     announced, signals.announced = signals.announced, False
                     events = await self.feed.changes(self.cursor, tuning.batch_size, conn=conn)
@@ -162,10 +171,6 @@ class FeedFollower:
                         self._recovered()
                     if events:
                         yield events
-                    if signals.lost:
-                        raise RegistryUnavailableError(
-                            "the change feed's LISTEN connection was closed"
-                        )
                     if len(events) == tuning.batch_size:
                         continue
                     held = not events and (held or announced)

@@ -123,6 +123,7 @@ class FeedHub:
         tuning: FollowTuning | None = None,
         on_event: Callable[[ChangeEvent], None] | None = None,
         on_following: Callable[[bool], None] | None = None,
+        on_dropped: Callable[[], None] | None = None,
     ) -> None:
         self.feed = feed
         self.buffer_bytes = buffer_bytes
@@ -130,6 +131,7 @@ class FeedHub:
         self.tuning = tuning if tuning is not None else FollowTuning()
         self.on_event = on_event
         self.on_following = on_following
+        self.on_dropped = on_dropped
         self._replays = asyncio.Semaphore(replay_concurrency)
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
@@ -232,6 +234,8 @@ class FeedHub:
                 if not subscriber.offer(event, size):
                     subscribers.discard(subscriber)
                     self.dropped += 1
+                    if self.on_dropped is not None:
+                        self.on_dropped()
                     subscriber.end(
                         SubscriberLagError(
                             f"subscriber fell more than {self.buffer_bytes} bytes behind the "

@@ -10,6 +10,7 @@ import asyncpg
 
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
 from omninode_bridge.services.discovery import DiscoveryTuning
+from omninode_bridge.services.feed_follower import FOLLOWER_APPLICATION_NAME
 from tests.services.discovery.conftest import (
     FAST,
     MetricsWatcher,
@@ -112,7 +113,8 @@ async def test_a_dropped_feed_connection_is_resumed(
         try:
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+                " WHERE datname = current_database() AND application_name = $1",
+                FOLLOWER_APPLICATION_NAME,
             )
         finally:
             await admin.close()

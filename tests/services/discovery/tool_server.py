@@ -4,13 +4,17 @@ In the test's event loop (:class:`ToolServer`) or as a process of its own
 (``python -m tests.services.discovery.tool_server NAME``, which prints
 ``PORT <n>`` and serves until killed). It keeps connections alive, records
 every request, and answers ``{"tool": NAME, "path": ..., "received": <body>}``
-unless told to answer with another status, a non-JSON body, or late.
+unless told to answer with another status, a non-JSON body, late, not at all
+(a reset before or after reading the request), or with a big body written
+piece by piece (with Content-Length or chunked) that records how much of it
+the caller let through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -26,6 +30,7 @@ import orjson
 from tests.support import REPO_ROOT, clean_env
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Error", 503: "Unavailable"}
+_PIECE = 64 * 1024  # a big body is written this much at a time
 
 
 @dataclass
@@ -37,6 +42,9 @@ class Reply:
     content_type: str = "application/json"
     delay: float = 0.0
     reset: bool = False  # accept, then reset the connection without reading a byte
+    reset_after_read: bool = False  # read and record the request, then reset: no answer
+    big: int = 0  # answer a JSON object of this many bytes, written piece by piece
+    chunked: bool = False  # send the big answer chunked, without Content-Length
 
 
 @dataclass
@@ -47,6 +55,8 @@ class ToolServer:
     reply: Reply = field(default_factory=Reply)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # wall clock at each request
+    sent: list[int] = field(default_factory=list)  # body bytes written, per big answer
+    cut_short: list[bool] = field(default_factory=list)  # caller hung up, per big answer
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -54,6 +64,7 @@ class ToolServer:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.received = asyncio.Event()
+        self.big_done = asyncio.Event()  # a big answer ended, written whole or cut short
         self._closing = asyncio.Event()
 
     def url(self, path: str = "") -> str:
@@ -89,14 +100,12 @@ class ToolServer:
         self._handlers.add(task)
         self._writers.add(writer)
         if self.reply.reset:
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            _reset(writer)
             self._handlers.discard(task)
             self._writers.discard(writer)
             return
         try:
-            await serve_connection(reader, writer, self._answer)
+            await serve_connection(reader, writer, functools.partial(self._answer, writer))
         finally:
             self._handlers.discard(task)
             self._writers.discard(writer)
@@ -104,12 +113,21 @@ class ToolServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+    async def _answer(
+        self, writer: asyncio.StreamWriter, path: str, body: bytes
+    ) -> tuple[int, str, bytes] | None:
         received = orjson.loads(body) if body else None
         self.requests.append((path, received))
         self.times.append(time.time())
         self.received.set()
         reply = self.reply
+        if reply.reset_after_read:
+            # Whatever the tool did with the request is done: then it dies.
+            _reset(writer)
+            return None
+        if reply.big:
+            await self._send_big(writer, reply)
+            return None
         if reply.delay:
             # A slow tool, on purpose (cut short when the server closes).
             with contextlib.suppress(TimeoutError):
@@ -119,13 +137,60 @@ class ToolServer:
         payload = orjson.dumps({"tool": self.name, "path": path, "received": received})
         return reply.status, "application/json", payload
 
+    async def _send_big(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+        """Write a ``reply.big``-byte JSON answer; record how much of it went out."""
+        # A small send buffer, so that the kernel cannot take the whole body
+        # on behalf of a caller that stopped reading.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _PIECE)
+        body = b'{"pad":"' + b"x" * max(reply.big - 10, 0) + b'"}'
+        framing = "Transfer-Encoding: chunked" if reply.chunked else f"Content-Length: {len(body)}"
+        head = (
+            f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+        )
+        sent = 0
+        try:
+            writer.write(head.encode())
+            await writer.drain()
+            for start in range(0, len(body), _PIECE):
+                if writer.transport.is_closing():
+                    raise ConnectionResetError("the caller hung up")
+                piece = body[start : start + _PIECE]
+                writer.write(
+                    f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if reply.chunked else piece
+                )
+                await writer.drain()
+                sent += len(piece)
+            if reply.chunked:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except ConnectionError:
+            self.cut_short.append(True)
+        else:
+            self.cut_short.append(False)
+        finally:
+            self.sent.append(sent)
+            self.big_done.set()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close the connection with a TCP reset (SO_LINGER 0), as a crashing process would."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
 
 async def serve_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     answer: Any,
 ) -> None:
-    """Serve HTTP/1.1 requests with Content-Length bodies on one connection until it closes."""
+    """Serve HTTP/1.1 requests with Content-Length bodies on one connection until it closes.
+
+    ``answer(path, body)`` returns ``(status, content type, body)``, or ``None``
+    when it dealt with the connection itself (answered or reset it): serving ends.
+    """
     while True:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -142,7 +207,10 @@ async def serve_connection(
             body = await reader.readexactly(int(headers.get("content-length", "0")))
         except (asyncio.IncompleteReadError, ConnectionError):
             return
-        status, content_type, payload = await answer(path, body)
+        answered = await answer(path, body)
+        if answered is None:
+            return
+        status, content_type, payload = answered
         writer.write(
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()

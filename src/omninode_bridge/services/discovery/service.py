@@ -30,6 +30,7 @@ from omninode_bridge.errors import (
     NoRoutableToolError,
     RegistryUnavailableError,
     ToolCallError,
+    ToolResponseTooLargeError,
     ValidationFailedError,
 )
 from omninode_bridge.models import ModelToolRegistration
@@ -37,7 +38,8 @@ from omninode_bridge.services.discovery.balancer import PowerOfTwoBalancer
 from omninode_bridge.services.discovery.calls import (
     Failure,
     classify,
-    decode_response,
+    ejects,
+    read_answer,
     transport_error,
 )
 from omninode_bridge.services.discovery.clock import DbClock
@@ -183,16 +185,23 @@ class ToolDiscoveryService:
     ) -> dict[str, Any]:
         """POST ``data`` as JSON to a tool's endpoint for ``operation``; its JSON answer.
 
-        A tool that never got the request (refused, reset, connect timeout) is
-        ejected and the next one tried, up to ``max_attempts`` tools (default
-        ``TOOLREG_ROUTE_MAX_ATTEMPTS``). A read timeout, a lost answer or a 5xx
-        is retried on another tool only when ``idempotent``. ``timeout``
-        overrides the settings' HTTP timeouts for this call.
+        A tool that never got the whole request (refused, connect timeout,
+        failed while it was written) is ejected and the next one tried, up to
+        ``max_attempts`` tools (default ``TOOLREG_ROUTE_MAX_ATTEMPTS``). Once
+        the request is written, a read timeout, a lost answer (even a reset:
+        the tool may have acted, then died) or a 5xx is retried on another
+        tool only when ``idempotent``; a reset still ejects the tool.
+        ``timeout`` overrides the settings' HTTP timeouts for this call.
+
+        The answer is streamed and capped at ``TOOLREG_MAX_RESPONSE_BYTES``:
+        a larger one is refused from its Content-Length, or cut off once past
+        the cap, and its connection closed.
 
         Raises NoRoutableToolError (names the operation and why each tool is
         out), MissingEndpointError (names tool and operation), ToolCallError
-        (names tool, endpoint, status and the start of the body), all
-        RuntimeErrors; IndexUnavailableError past the stale-index grace.
+        (names tool, endpoint, status and the start of the body), its
+        subclass ToolResponseTooLargeError (names the limit; never retried),
+        all RuntimeErrors; IndexUnavailableError past the stale-index grace.
         """
         await self._ready()
         try:
@@ -202,6 +211,7 @@ class ToolDiscoveryService:
         attempts = max_attempts if max_attempts is not None else self.settings.route_max_attempts
         if attempts < 1:
             raise ValidationFailedError([("max_attempts", "must be at least 1")])
+        limit = self.settings.max_response_bytes
         index, balancer = self.index, self.index.balancer
         tried: set[str] = set()
         failures: list[ToolCallError] = []
@@ -220,33 +230,36 @@ class ToolDiscoveryService:
             tried.add(tool_id)
             balancer.begin(tool_id)
             try:
-                response = await self.http.post(
+                async with self.http.stream(
+                    "POST",
                     endpoint,
                     content=body,
                     headers=_JSON_HEADERS,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
+                ) as response:
+                    result = await read_answer(tool_id, endpoint, response, limit)
             except httpx.HTTPError as exc:
                 error = transport_error(tool_id, endpoint, exc)
                 error.__cause__ = exc
                 kind = classify(exc)
-                if kind is Failure.NOT_SENT:
+                if ejects(exc):
                     self._eject(tool_id, error)
                 if kind is Failure.NOT_SENT or (kind is Failure.UNKNOWN and idempotent):
                     failures.append(error)
                     continue
                 self.metrics.add("call_failures")
                 raise error from exc
-            finally:
-                balancer.end(tool_id)
-            try:
-                result = decode_response(tool_id, endpoint, response)
+            except ToolResponseTooLargeError:
+                self.metrics.add("call_failures")  # final: the tool acted on the request
+                raise
             except ToolCallError as error:
                 if idempotent and error.status is not None and error.status >= 500:
                     failures.append(error)
                     continue
                 self.metrics.add("call_failures")
                 raise
+            finally:
+                balancer.end(tool_id)
             self.metrics.add("calls")
             if self.ejection.succeeded(tool_id):
                 index.restore(tool_id)

@@ -38,3 +38,7 @@ WITH gone AS (
     WHERE (s.pruned_txid, s.pruned_seq) < (last.txid, last.seq)
 )
 SELECT count(*) FROM gone
+
+-- name: mark_follower
+-- Names a follower's connection in pg_stat_activity (reset when the pool takes it back).
+SELECT set_config('application_name', 'omninode-bridge change feed', false)

@@ -1,0 +1,104 @@
+"""uvicorn's h11 protocol with a deadline for request headers (slowloris protection).
+
+uvicorn bounds a connection only between requests (``timeout_keep_alive``): a
+client that opens a connection and then sends nothing, or trickles the request
+line and headers a byte at a time, holds it open for as long as it likes.
+This protocol starts a timer when a connection is made and again when a kept-
+alive connection starts receiving its next request; unless the request's
+headers are complete when it fires, the server answers 408 and closes the
+connection. Request bodies are not covered: once the headers are in, the app
+is running and reads the body itself.
+
+The server uses h11 whether or not httptools is installed: ``toolreg serve``
+passes the class to ``uvicorn.Config(http=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import h11
+import orjson
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from omninode_bridge.api.problems import PROBLEM_TYPE
+
+__all__ = ["HeaderTimeoutProtocol", "with_header_timeout"]
+
+logger = logging.getLogger(__name__)
+
+_TIMEOUT_BODY = orjson.dumps(
+    {
+        "type": PROBLEM_TYPE + "request-timeout",
+        "title": "Request timeout",
+        "status": 408,
+        "detail": "the request headers did not arrive in time",
+    }
+)
+# Written straight to the socket: h11 cannot send a response before a request has come in.
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: application/problem+json\r\n"
+    b"content-length: %d\r\n"
+    b"connection: close\r\n\r\n%s"
+) % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """Closes a connection whose request headers are not complete ``header_timeout`` s in.
+
+    Use a subclass made by ``with_header_timeout``; this class's own deadline
+    is the setting's default.
+    """
+
+    header_timeout: float = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            # The headers are in (the request runs, or was answered), or the connection ends.
+            self._cancel_header_timer()
+        elif self._header_timer is None:
+            # The first bytes of a new request on a kept-alive connection: uvicorn
+            # has just stopped its keep-alive timer, so the header deadline takes over.
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_timed_out)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_timed_out(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        logger.debug("closing %s: request headers not complete in time", self.client)
+        self.transport.write(_TIMEOUT_RESPONSE)
+        self.transport.close()
+
+
+def with_header_timeout(seconds: float) -> type[HeaderTimeoutProtocol]:
+    """A ``HeaderTimeoutProtocol`` class whose deadline is ``seconds``.
+
+    uvicorn builds protocol instances itself, from the class alone, so the
+    deadline travels as a class attribute.
+    """
+
+    class Protocol(HeaderTimeoutProtocol):
+        header_timeout = seconds
+
+    return Protocol
