@@ -137,6 +137,7 @@ class FeedHub:
         self._task: asyncio.Task[None] | None = None
         self._follower: FeedFollower | None = None
         self.dropped = 0  # subscribers cut off for lagging
+        self._first_read = asyncio.Event()
 
     @property
     def following(self) -> bool:
@@ -148,12 +149,19 @@ class FeedHub:
         """Why the hub is not following, when it is not."""
         return self._follower.last_error if self._follower is not None else None
 
-    async def start(self) -> None:
-        """Begin following from the feed's head (events before it are for replays)."""
+    async def start(self, wait: float = 5.0) -> None:
+        """Begin following from the feed's head (events before it are for replays).
+
+        Returns once the first read succeeded (so that streams are accepted at
+        once), or after ``wait`` seconds, the follower then retrying on its own.
+        """
         if self._task is None:
             self._follower = self._new_follower(await self.feed.head_cursor())
             self._task = asyncio.create_task(self._run(), name="toolreg-feed-hub")
             self._task.add_done_callback(self._ended)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._first_read.wait()
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
@@ -191,6 +199,7 @@ class FeedHub:
         self._subscribers.clear()
 
     def _recovered(self) -> None:
+        self._first_read.set()
         if self.on_following is not None:
             self.on_following(True)
 

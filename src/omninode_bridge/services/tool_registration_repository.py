@@ -10,6 +10,7 @@ that changes a registration records a change-feed event in the same statement
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -370,6 +371,7 @@ class ToolRegistrationRepository:
         where: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        bounded: bool = True,
     ) -> ModelToolRegistrationPage:
         """One page of tools matching every filter given, ordered by tool_id.
 
@@ -378,6 +380,13 @@ class ToolRegistrationRepository:
         predicate on capabilities, e.g. ``$.max_file_size >= 5000000``, passed
         as a bind parameter. Walk pages with ``cursor=page.next_cursor``
         (keyset pagination: no OFFSET, nothing visited twice).
+
+        A query whose shape a client chose is bounded: one of
+        ``TOOLREG_SEARCH_CONCURRENCY`` slots (RegistryOverloadedError when none
+        frees up in time) and ``TOOLREG_QUERY_TIMEOUT_SECONDS`` per statement
+        (QueryTimeoutError). ``bounded=False`` is for internal callers whose
+        query is fixed and cheap (the discovery index's page-by-page load),
+        which must not queue behind clients' searches.
         """
         try:
             query = ToolQuery(
@@ -394,7 +403,8 @@ class ToolRegistrationRepository:
         if after is not None and not could_be_registered(after):
             raise ValidationFailedError([("cursor", "is not a cursor returned by this registry")])
         limit_seconds = self.client.settings.query_timeout_seconds
-        async with self._client_query_slot(), self.client.transaction() as conn:
+        slot = self._client_query_slot() if bounded else contextlib.nullcontext()
+        async with slot, self.client.transaction() as conn:
             # The optional filters make one generic plan a poor fit for all of
             # them; a custom plan per call lets each use its index. A caller's
             # `where` can cost anything: the statement timeout bounds it.

@@ -112,7 +112,9 @@ class IndexSync:
         seen: set[str] = set()
         page_cursor: str | None = None
         while True:
-            page = await self.repository.find_tools(limit=self.tuning.load_page, cursor=page_cursor)
+            page = await self.repository.find_tools(
+                limit=self.tuning.load_page, cursor=page_cursor, bounded=False
+            )
             for registration in page.items:
                 self.index.upsert(registration)
                 seen.add(registration.tool_id)
