@@ -14,6 +14,7 @@ naming the variable, never echoing its value (it may hold a password).
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -103,6 +104,15 @@ class Settings(BaseSettings):
     check_concurrency: int = _env("TOOLREG_CHECK_CONCURRENCY", 50, ge=1, le=10000)
     check_fail_threshold: int = _env("TOOLREG_CHECK_FAIL_THRESHOLD", 3, ge=1, le=100)
     check_pass_threshold: int = _env("TOOLREG_CHECK_PASS_THRESHOLD", 2, ge=1, le=100)
+
+    # -- the Consul-compatible API -----------------------------------------------------
+    datacenter: str = _env("TOOLREG_DATACENTER", "dc1", min_length=1, max_length=64)
+    node_name: str = Field(
+        default_factory=socket.gethostname,
+        validation_alias="TOOLREG_NODE_NAME",
+        min_length=1,
+        max_length=128,
+    )
 
     # -- auto-discovery from etcd ------------------------------------------------------
     etcd_endpoints: str | None = _env("TOOLREG_ETCD_ENDPOINTS", None)

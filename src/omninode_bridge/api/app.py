@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge import __version__
+from omninode_bridge.api import consul, sd
 from omninode_bridge.api.body_limit import BodyLimitMiddleware
 from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
 from omninode_bridge.api.problems import install_problem_handlers
@@ -31,6 +32,7 @@ from omninode_bridge.services import (
     ToolRegistrationRepository,
 )
 from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.live_view import LiveView
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings, load_settings
 
@@ -111,6 +113,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             hub=hub,
             # Its index loads on the first discovery request, then follows the feed.
             discovery=ToolDiscoveryService(repository, settings),
+            # Loads on the first Consul or Prometheus SD request, then follows the hub.
+            live_view=LiveView(repository, hub, keys=consul.service_names),
         )
         pool = client.pool
         metrics.bind_pool(
@@ -140,6 +144,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
                 task.cancel()
             # Failures of these tasks were logged when they happened (_log_failure).
             await asyncio.gather(*state.background, return_exceptions=True)
+            await state.live_view.aclose()
             await hub.aclose()
             await state.discovery.aclose()
             await client.close()
@@ -163,6 +168,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     for module in (health, tools, search, discover, changes):
         app.include_router(module.router)
     app.include_router(meta.router(guarded=settings.reads_require_token))
+    app.include_router(sd.router)
+    app.include_router(consul.router)
 
     limits = JsonLimits(
         max_bytes=settings.max_json_bytes, max_registration_bytes=settings.max_registration_bytes

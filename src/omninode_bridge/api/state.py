@@ -15,6 +15,7 @@ from omninode_bridge.services import (
     ToolRegistrationRepository,
 )
 from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.live_view import LiveView
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings
 
@@ -32,6 +33,7 @@ class AppState:
     metrics: Metrics
     hub: FeedHub
     discovery: ToolDiscoveryService
+    live_view: LiveView  # registrations and health for the Consul API and Prometheus SD
     background: list[Any] = field(default_factory=list)
     # Set when the server begins shutting down: endless responses (SSE) end then,
     # so that draining in-flight requests does not wait for them.

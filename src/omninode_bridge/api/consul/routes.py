@@ -1,0 +1,214 @@
+"""Consul's read API, served by the registry: agent, status, catalog and health.
+
+Existing Consul clients (Prometheus's ``consul_sd_configs``, py-consul,
+node-consul, consul-template-style scripts) point at the registry and find
+tools as services (see :mod:`omninode_bridge.api.consul.mapping`). Every
+answer carries ``X-Consul-Index`` (at least 1, never going down),
+``X-Consul-KnownLeader: true`` and ``X-Consul-LastContact: 0``. Writes, DNS,
+KV and the ACL API are not offered. When reads need a token, Consul's
+``X-Consul-Token`` header and ``?token=`` are read like ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from omninode_bridge.api.auth import bearer_scheme
+from omninode_bridge.api.consul.blocking import block, parse_wait
+from omninode_bridge.api.consul.filter import FilterError, compile_filter
+from omninode_bridge.api.consul.mapping import (
+    Instance,
+    Node,
+    catalog_entry,
+    health_entry,
+    instances_of,
+    tags,
+)
+from omninode_bridge.api.routes.common import State
+from omninode_bridge.errors import RegistryUnavailableError, ValidationFailedError
+from omninode_bridge.services.live_view import LiveView
+
+__all__ = ["live_view", "router"]
+
+router = APIRouter(prefix="/v1", tags=["consul"], include_in_schema=False)
+
+_HEALTH_FIELDS = frozenset({"Node", "Service", "Checks"})
+_CATALOG_FIELDS = frozenset(
+    {
+        "ID",
+        "Node",
+        "Address",
+        "Datacenter",
+        "NodeMeta",
+        "ServiceID",
+        "ServiceName",
+        "ServiceAddress",
+        "ServicePort",
+        "ServiceTags",
+        "ServiceMeta",
+    }
+)
+
+
+async def _consul_reader(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    x_consul_token: Annotated[str | None, Header(max_length=512)] = None,
+    token: Annotated[str | None, Query(max_length=512)] = None,
+) -> None:
+    if not state.settings.reads_require_token:
+        return
+    secret = x_consul_token or token or (credentials.credentials if credentials else None)
+    await state.tokens.authenticate(secret)
+
+
+Reader = Annotated[None, Depends(_consul_reader)]
+IndexParam = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
+WaitParam = Annotated[str | None, Query(max_length=32)]
+FilterParam = Annotated[str | None, Query(max_length=4096)]
+
+
+def _node(state: State) -> Node:
+    return Node(name=state.settings.node_name, datacenter=state.settings.datacenter)
+
+
+def _answer(body: Any, index: int) -> Response:
+    return Response(
+        orjson.dumps(body),
+        media_type="application/json",
+        headers={
+            "X-Consul-Index": str(index),
+            "X-Consul-KnownLeader": "true",
+            "X-Consul-LastContact": "0",
+        },
+    )
+
+
+async def live_view(state: State) -> LiveView:
+    """The app's live view, loaded; RegistryUnavailableError (503) while it is not current."""
+    view: LiveView = state.live_view
+    try:
+        await view.ensure_started(state.settings.connect_timeout)
+    except TimeoutError:
+        raise RegistryUnavailableError("the registry's catalog is not loaded yet") from None
+    if not view.current:
+        raise RegistryUnavailableError("the registry's catalog is reloading")
+    return view
+
+
+def _filter(text: str | None, fields: frozenset[str]) -> Callable[[Mapping[str, Any]], bool]:
+    if not text:
+        return lambda _: True
+    try:
+        return compile_filter(text, fields)
+    except FilterError as exc:
+        raise ValidationFailedError([("filter", str(exc))]) from None
+
+
+def _selected(instances: list[Instance], wanted_tags: list[str] | None) -> list[Instance]:
+    if not wanted_tags:
+        return instances
+    return [i for i in instances if set(wanted_tags) <= set(tags(i.tool.registration))]
+
+
+@router.get("/agent/self")
+async def agent_self(state: State, _: Reader) -> Response:
+    """The registry as a Consul agent: ``Config.Datacenter`` and ``Config.NodeName``."""
+    node = _node(state)
+    body = {
+        "Config": {
+            "Datacenter": node.datacenter,
+            "NodeName": node.name,
+            "NodeID": "",
+            "Server": True,
+            "Version": "1.18.0",
+            "Revision": "toolreg",
+        },
+        "Member": {"Name": node.name, "Addr": "127.0.0.1", "Port": 8301, "Status": 1, "Tags": {}},
+        "Meta": {"toolreg": "true"},
+    }
+    return _answer(body, 1)
+
+
+@router.get("/status/leader")
+async def status_leader(state: State, _: Reader) -> Response:
+    """Always a leader: the registry's database is the source of truth."""
+    return _answer("127.0.0.1:8300", 1)
+
+
+@router.get("/catalog/services")
+async def catalog_services(
+    state: State,
+    _: Reader,
+    index: IndexParam = None,
+    wait: WaitParam = None,
+    filter: FilterParam = None,
+) -> Response:
+    """Every service with the union of its instances' tags."""
+    seconds = parse_wait(wait)
+    keep = _filter(filter, _CATALOG_FIELDS)
+    view = await live_view(state)
+    await block(view, None, index, seconds, state.stopping)
+    node = _node(state)
+    services: dict[str, list[str]] = {}
+    for instance in instances_of(list(view.tools())):
+        if keep(catalog_entry(instance, node)):
+            known = services.setdefault(instance.service, [])
+            known.extend(t for t in tags(instance.tool.registration) if t not in known)
+    return _answer(services, view.version())
+
+
+@router.get("/catalog/service/{name}")
+async def catalog_service(
+    name: str,
+    state: State,
+    _: Reader,
+    index: IndexParam = None,
+    wait: WaitParam = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+    filter: FilterParam = None,
+) -> Response:
+    """The instances of ``name`` as flat catalog entries (an unknown name: ``[]``)."""
+    seconds = parse_wait(wait)
+    keep = _filter(filter, _CATALOG_FIELDS)
+    view = await live_view(state)
+    await block(view, name, index, seconds, state.stopping)
+    node = _node(state)
+    instances = _selected(instances_of(view.members(name), name), tag)
+    entries = [catalog_entry(i, node) for i in instances]
+    return _answer([e for e in entries if keep(e)], view.version(name))
+
+
+@router.get("/health/service/{name}")
+async def health_service(
+    name: str,
+    state: State,
+    _: Reader,
+    index: IndexParam = None,
+    wait: WaitParam = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+    passing: Annotated[str | None, Query(max_length=8)] = None,
+    filter: FilterParam = None,
+) -> Response:
+    """``[{Node, Service, Checks}]`` of ``name``; ``passing``: only instances whose checks pass."""
+    seconds = parse_wait(wait)
+    keep = _filter(filter, _HEALTH_FIELDS)
+    only_passing = passing is not None and passing.lower() not in ("0", "false")
+    view = await live_view(state)
+    await block(view, name, index, seconds, state.stopping)
+    node = _node(state)
+    entries = []
+    for instance in _selected(instances_of(view.members(name), name), tag):
+        entry = health_entry(instance, node)
+        if only_passing and any(c["Status"] != "passing" for c in entry["Checks"]):
+            continue
+        if keep(entry):
+            entries.append(entry)
+    return _answer(entries, view.version(name))
