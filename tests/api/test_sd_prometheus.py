@@ -1,0 +1,172 @@
+"""Prometheus HTTP service discovery, read by Debian's real Prometheus.
+
+Prometheus 2.42 from Debian is built without Consul discovery, so
+``http_sd_configs`` is how it finds the registry's tools. The test starts it
+with a job pointing at ``/v1/sd/prometheus`` and reads ``/api/v1/targets``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.support import free_port, terminate
+
+PROMETHEUS = shutil.which("prometheus")
+CONFIG = """
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: toolreg
+    http_sd_configs:
+      - url: {registry}/v1/sd/prometheus
+        refresh_interval: 1s
+"""
+
+
+@pytest.fixture(scope="module")
+def registry(module_db: str) -> Iterator[Server]:
+    running = start_server(module_db)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def metrics_tool(tool_id: str, registry: Server, **extra: Any) -> dict[str, Any]:
+    """A tool whose metrics endpoint is the registry's own /metrics (so the scrape is up)."""
+    return {
+        "tool_id": tool_id,
+        "node_type": "effect",
+        "capabilities": {"operations": ["stamp", "hash"]},
+        "endpoints": {
+            "stamp": "http://10.0.0.9:8053/stamp",
+            "metrics": f"{registry.base_url}/metrics",
+        },
+        "metadata": {"team": "ingest", "replicas": 2},
+        **extra,
+    }
+
+
+async def test_the_target_groups_are_what_prometheus_expects(registry: Server, uid: str) -> None:
+    token = bearer(await registry.token("write"))
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        tool_id = f"sd-{uid}"
+        body = metrics_tool(tool_id, registry)
+        assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
+        no_metrics = {**body, "tool_id": f"plain-{uid}", "endpoints": {"stamp": "http://h/s"}}
+        assert (await http.put(f"/v1/tools/plain-{uid}", json=no_metrics, headers=token)).is_success
+        response = await http.get("/v1/sd/prometheus", params={"operation": "stamp"})
+        assert response.headers["content-type"] == "application/json"
+        groups = [g for g in response.json() if g["labels"]["__meta_toolreg_tool_id"] == tool_id]
+        host_port = registry.base_url.removeprefix("http://")
+        assert groups == [
+            {
+                "targets": [host_port],
+                "labels": {
+                    "__scheme__": "http",
+                    "__metrics_path__": "/metrics",
+                    "__meta_toolreg_tool_id": tool_id,
+                    "__meta_toolreg_node_type": "effect",
+                    "__meta_toolreg_health": "healthy",
+                    "__meta_toolreg_operation_stamp": "true",
+                    "__meta_toolreg_operation_hash": "true",
+                    "__meta_toolreg_metadata_team": "ingest",
+                },
+            }
+        ]
+        ids = {g["labels"]["__meta_toolreg_tool_id"] for g in response.json()}
+        assert f"plain-{uid}" not in ids  # no metrics endpoint, no target
+        none = await http.get("/v1/sd/prometheus", params={"node_type": "reducer"})
+        assert none.json() == []
+        bad = await http.get("/v1/sd/prometheus", params={"node_type": "nope"})
+        assert bad.status_code == 422
+
+
+async def _targets(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    response = await http.get("/api/v1/targets")
+    response.raise_for_status()
+    active: list[dict[str, Any]] = response.json()["data"]["activeTargets"]
+    return active
+
+
+def start_prometheus(folder: Path, registry: Server) -> tuple[subprocess.Popen[bytes], int]:
+    """Debian's Prometheus with one http_sd job on the registry (its config checked first)."""
+    assert PROMETHEUS is not None
+    config = folder / "prometheus.yml"
+    config.write_text(CONFIG.format(registry=registry.base_url))
+    check = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    port = free_port()
+    with (folder / "prometheus.log").open("w") as log:
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return process, port
+
+
+async def _ours(prom: httpx.AsyncClient, tool_id: str) -> list[dict[str, Any]]:
+    try:
+        targets = await _targets(prom)
+    except httpx.TransportError:
+        return []  # Prometheus is still starting
+    return [t for t in targets if t["discoveredLabels"].get("__meta_toolreg_tool_id") == tool_id]
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus package is not installed")
+async def test_real_prometheus_discovers_scrapes_and_drops_tools(
+    registry: Server, uid: str
+) -> None:
+    token = bearer(await registry.token("write"))
+    folder = Path(tempfile.mkdtemp(prefix="toolreg-prom-"))
+    process, port = await asyncio.to_thread(start_prometheus, folder, registry)
+    tool_id = f"prom-{uid}"
+    try:
+        async with (
+            httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as prom,
+        ):
+            body = metrics_tool(tool_id, registry)
+            assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
+            ours: list[dict[str, Any]] = []
+            for _ in range(200):  # discovered and scraped once (1 s intervals)
+                ours = await _ours(prom, tool_id)
+                if ours and ours[0]["health"] != "unknown":
+                    break
+                await asyncio.sleep(0.3)
+            assert ours, "Prometheus never listed the tool"
+            target = ours[0]
+            assert target["scrapePool"] == "toolreg"
+            assert target["scrapeUrl"] == f"{registry.base_url}/metrics"
+            assert target["discoveredLabels"]["__meta_toolreg_node_type"] == "effect"
+            assert target["discoveredLabels"]["__meta_toolreg_operation_stamp"] == "true"
+            assert target["health"] != "unknown", target
+
+            assert (await http.delete(f"/v1/tools/{tool_id}", headers=token)).status_code == 204
+            for _ in range(100):
+                if not await _ours(prom, tool_id):
+                    break
+                await asyncio.sleep(0.3)
+            assert not await _ours(prom, tool_id), "Prometheus kept a deleted tool"
+    finally:
+        await asyncio.to_thread(terminate, process)
+        shutil.rmtree(folder, ignore_errors=True)
