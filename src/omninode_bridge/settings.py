@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         max_length=128,
     )
 
+    # -- auto-discovery from Consul ----------------------------------------------------
+    consul_address: str | None = _env("TOOLREG_CONSUL_ADDRESS", None)
+    consul_services: str | None = _env("TOOLREG_CONSUL_SERVICES", None)
+    consul_token: SecretStr | None = _env("TOOLREG_CONSUL_TOKEN", None)
+
     # -- auto-discovery from etcd ------------------------------------------------------
     etcd_endpoints: str | None = _env("TOOLREG_ETCD_ENDPOINTS", None)
     etcd_prefix: str = _env("TOOLREG_ETCD_PREFIX", "/omninode/tools/", min_length=1)

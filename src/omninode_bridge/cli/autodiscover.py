@@ -13,10 +13,12 @@ from prometheus_client import start_http_server
 from omninode_bridge.autodiscovery import (
     BridgeMetrics,
     DiscoveryBridge,
+    DiscoverySource,
     EtcdSource,
     RemovalMode,
     parse_endpoints,
 )
+from omninode_bridge.autodiscovery.configure import consul_source
 from omninode_bridge.cli.common import console, run_async, settings_from
 from omninode_bridge.errors import ConfigurationError, MigrationError
 from omninode_bridge.migrations import runner
@@ -27,7 +29,7 @@ from omninode_bridge.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Register the tools that announce themselves in a discovery service (etcd).",
+    help="Register the tools that announce themselves in a discovery service (etcd, Consul).",
     no_args_is_help=True,
 )
 
@@ -51,7 +53,7 @@ async def _say_when_synced(bridge: DiscoveryBridge) -> None:
 
 
 async def _run(
-    settings: Settings, source: EtcdSource, mode: RemovalMode, metrics_port: int | None
+    settings: Settings, source: DiscoverySource, mode: RemovalMode, metrics_port: int | None
 ) -> None:
     metrics = BridgeMetrics()
     small = settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 4})
@@ -123,8 +125,6 @@ def etcd(
     lease expires. Tools registered over HTTP are never changed or removed.
     """
     settings = settings_from(ctx)
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigurationError("--log-level: must be one of debug, info, warning, error")
     raw = endpoints or settings.etcd_endpoints
     if not raw:
         raise ConfigurationError(
@@ -134,6 +134,18 @@ def etcd(
     source = EtcdSource(
         parse_endpoints(raw, variable), prefix or settings.etcd_prefix, timeout=timeout
     )
+    _follow(settings, source, mark_stale, metrics_port, log_level)
+
+
+def _follow(
+    settings: Settings,
+    source: DiscoverySource,
+    mark_stale: bool,
+    metrics_port: int | None,
+    log_level: str,
+) -> None:
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigurationError("--log-level: must be one of debug, info, warning, error")
     # The level applies to this package's loggers; libraries stay at warnings.
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -141,3 +153,41 @@ def etcd(
     logging.getLogger("omninode_bridge").setLevel(log_level.upper())
     mode = RemovalMode.MARK_STALE if mark_stale else RemovalMode.DELETE
     run_async(_run(settings, source, mode, metrics_port))
+
+
+@app.command()
+def consul(
+    ctx: typer.Context,
+    address: str | None = typer.Option(
+        None, "--address", help="Consul's HTTP API, http://host:8500 [TOOLREG_CONSUL_ADDRESS]."
+    ),
+    service: list[str] = typer.Option(
+        [],
+        "--service",
+        help="Follow only this service (repeat for more) [TOOLREG_CONSUL_SERVICES, "
+        "comma-separated; default every service].",
+    ),
+    token: str | None = typer.Option(
+        None, "--token", help="ACL token, sent as X-Consul-Token [TOOLREG_CONSUL_TOKEN]."
+    ),
+    mark_stale: bool = typer.Option(
+        False,
+        "--mark-stale",
+        help="When an instance goes, mark its tool stale (heartbeat at the epoch), keep it.",
+    ),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on 127.0.0.1."
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    """Follow Consul's catalog until interrupted: service instances become registrations.
+
+    An instance (Service.ID) becomes a tool of that id whose operations are
+    the services it belongs to, each with its address and port as endpoint;
+    Service.Meta becomes metadata. It leaves the registry when it is
+    deregistered or stays critical past the TTL; an unreachable Consul removes
+    nothing. Another registry's Consul-compatible API works too (a federation).
+    """
+    settings = settings_from(ctx)
+    source = consul_source(settings, address, service or None, token)
+    _follow(settings, source, mark_stale, metrics_port, log_level)
