@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 
 from omninode_bridge.errors import OmniNodeBridgeError
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 Q = load_queries("live_view.sql")
 LOAD_PAGE = 1000
 RETRY_SECONDS = 0.5
+MEMO_ENTRIES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class LiveView:
         self._floor = 1  # the load's head: no version is below it
         self._last = 1  # txid of the last event applied
         self._changed = asyncio.Event()
+        self._memo: dict[Hashable, tuple[int, bytes]] = {}
+        self._generation = 0
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.current = False
@@ -203,6 +206,7 @@ class LiveView:
         self._signal()
 
     def _signal(self) -> None:
+        self._generation += 1  # every change, even within one transaction's events
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -225,6 +229,21 @@ class LiveView:
         if key is None:
             return self._last
         return self._key_versions.get(key, self._floor)
+
+    def memo(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        """``build()``, computed once per change of the view for each ``key``.
+
+        A thousand clients woken by one change share one rendering of the same
+        answer. Any change of the view invalidates every entry.
+        """
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == self._generation:
+            return hit[1]
+        value = build()
+        if len(self._memo) >= MEMO_ENTRIES:
+            self._memo.clear()
+        self._memo[key] = (self._generation, value)
+        return value
 
     async def changed(self) -> None:
         """Return once the view next changes (an event applied, or a reload)."""

@@ -81,7 +81,7 @@ def _node(state: State) -> Node:
 
 def _answer(body: Any, index: int) -> Response:
     return Response(
-        orjson.dumps(body),
+        body if isinstance(body, bytes) else orjson.dumps(body),
         media_type="application/json",
         headers={
             "X-Consul-Index": str(index),
@@ -204,11 +204,17 @@ async def health_service(
     view = await live_view(state)
     await block(view, name, index, seconds, state.stopping)
     node = _node(state)
-    entries = []
-    for instance in _selected(instances_of(view.members(name), name), tag):
-        entry = health_entry(instance, node)
-        if only_passing and any(c["Status"] != "passing" for c in entry["Checks"]):
-            continue
-        if keep(entry):
-            entries.append(entry)
-    return _answer(entries, view.version(name))
+
+    def render() -> bytes:
+        entries = []
+        for instance in _selected(instances_of(view.members(name), name), tag):
+            entry = health_entry(instance, node)
+            if only_passing and any(c["Status"] != "passing" for c in entry["Checks"]):
+                continue
+            if keep(entry):
+                entries.append(entry)
+        return orjson.dumps(entries)
+
+    # Clients woken together by one change share one rendering of the same answer.
+    key = ("health", name, only_passing, tuple(tag or ()), filter)
+    return _answer(view.memo(key, render), view.version(name))
