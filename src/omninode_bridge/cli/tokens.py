@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+
 import typer
 from rich.table import Table
 
 from omninode_bridge.cli.common import console, database, print_json, run_async, settings_from
+from omninode_bridge.errors import ValidationFailedError
 from omninode_bridge.services.tokens import CreatedToken, Scope, TokenInfo, TokenService
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
@@ -14,18 +17,46 @@ app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=Tr
 @app.command()
 def create(
     ctx: typer.Context,
-    name: str = typer.Option(..., "--name", help="A unique name, e.g. the tool or team using it."),
-    scope: Scope = typer.Option(Scope.WRITE, "--scope", help="read, write or admin."),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="A unique name, e.g. the tool or team using it (default: a generated token-XXXXXXXX).",
+    ),
+    scope: Scope | None = typer.Option(
+        None, "--scope", help="read, write or admin [default: write; with --rotate: unchanged]."
+    ),
+    rotate: bool = typer.Option(
+        False,
+        "--rotate",
+        help="Replace the active token of this name: its old secret stops working and the "
+        "tools it owned move to the new one. Creates it if there is none.",
+    ),
 ) -> None:
-    """Create a token. Its secret is printed once, alone on the last line: store it now."""
+    """Create a token. Its secret is printed once, alone on the last line: store it now.
+
+    In a script, fail loudly if it is not created:
+    set -o pipefail; TOKEN=$(toolreg token create --name my-team | tail -n 1)
+    """
     settings = settings_from(ctx)
+    chosen = name or f"token-{secrets.token_hex(4)}"
+    if rotate and name is None:
+        raise ValidationFailedError([("name", "--rotate needs --name: which token to rotate")])
 
-    async def go() -> CreatedToken:
+    async def go() -> tuple[CreatedToken, int | None]:
         async with database(settings) as repository:
-            return await TokenService(repository.client).create(name, scope)
+            service = TokenService(repository.client)
+            if rotate:
+                try:
+                    return await service.rotate(chosen, scope)
+                except ValidationFailedError:
+                    pass  # nothing to rotate: create it
+            return await service.create(chosen, scope or Scope.WRITE), None
 
-    created = run_async(go())
-    console.print(f"created token {created.info.name!r} with scope {created.info.scope.value}")
+    created, moved = run_async(go())
+    verb = "rotated" if moved is not None else "created"
+    console.print(f"{verb} token {created.info.name!r} with scope {created.info.scope.value}")
+    if moved:
+        console.print(f"{moved} tools it owned now belong to the new secret")
     console.print("its secret follows; it is not stored anywhere and cannot be shown again:")
     print(created.secret)
 
@@ -35,7 +66,8 @@ def list_tokens(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List active tokens (never their secrets)."""
+    """List active tokens (never their secrets). "Last used" is recorded at most once a
+    minute per token, so it may lag by up to 60 s."""
     settings = settings_from(ctx)
 
     async def go() -> list[TokenInfo]:
@@ -56,7 +88,7 @@ def list_tokens(
             ]
         )
         return
-    table = Table("name", "scope", "created", "last used")
+    table = Table("name", "scope", "created", "last used (recorded at most once a minute)")
     for t in tokens:
         last = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "never"
         table.add_row(t.name, t.scope.value, t.created_at.strftime("%Y-%m-%d %H:%M:%S"), last)

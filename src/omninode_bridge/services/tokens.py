@@ -113,15 +113,43 @@ class TokenService:
                     )
                 ]
             )
-        try:
-            level = Scope(scope)
-        except ValueError:
-            raise ValidationFailedError([("scope", "must be read, write or admin")]) from None
+        level = self._scope(scope)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         row = await self.client.fetchrow(Q["create_token"], name, level.value, hash_secret(secret))
         if row is None:
-            raise ValidationFailedError([("name", f"a token named {name!r} already exists")])
+            raise ValidationFailedError(
+                [
+                    (
+                        "name",
+                        f"a token named {name!r} already exists (--rotate it, or pick another)",
+                    )
+                ]
+            )
         return CreatedToken(info=_info(row), secret=secret)
+
+    async def rotate(self, name: str, scope: Scope | str | None = None) -> tuple[CreatedToken, int]:
+        """A new secret for the active token ``name``; the old secret stops working at once.
+
+        Keeps the name and (unless ``scope`` is given) the scope, and hands
+        every tool the old token owned to the new one, all in one statement.
+        Returns the new token and how many tools moved. ValidationFailedError
+        (naming ``name``) when there is no such active token.
+        """
+        level = self._scope(scope) if scope is not None else None
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        row = await self.client.fetchrow(
+            Q["rotate_token"], name, level.value if level else None, hash_secret(secret)
+        )
+        if row is None:
+            raise ValidationFailedError([("name", f"no active token named {name!r} to rotate")])
+        return CreatedToken(info=_info(row), secret=secret), int(row["tools_moved"])
+
+    @staticmethod
+    def _scope(scope: Scope | str) -> Scope:
+        try:
+            return Scope(scope)
+        except ValueError:
+            raise ValidationFailedError([("scope", "must be read, write or admin")]) from None
 
     async def list(self) -> list[TokenInfo]:
         """Active tokens, by name."""
