@@ -6,25 +6,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import typer
-from prometheus_client import start_http_server
 
-from omninode_bridge.autodiscovery import (
-    BridgeMetrics,
-    DiscoveryBridge,
-    DiscoverySource,
-    EtcdSource,
-    RemovalMode,
-    parse_endpoints,
-)
-from omninode_bridge.autodiscovery.configure import consul_source
 from omninode_bridge.cli.common import console, run_async, settings_from
 from omninode_bridge.errors import ConfigurationError, MigrationError
-from omninode_bridge.migrations import runner
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.postgres_client import describe_dsn
 from omninode_bridge.settings import Settings
+
+if TYPE_CHECKING:  # the sources (gRPC, httpx) and alembic load only when a command runs
+    from omninode_bridge.autodiscovery import DiscoveryBridge, DiscoverySource
 
 __all__ = ["app"]
 
@@ -35,6 +28,8 @@ app = typer.Typer(
 
 
 async def _check_schema(client: PostgresClient, settings: Settings) -> None:
+    from omninode_bridge.migrations import runner
+
     current = await runner.current_revision(client.dsn, settings.connect_timeout)
     head = runner.head_revision()
     if current != head:
@@ -53,8 +48,13 @@ async def _say_when_synced(bridge: DiscoveryBridge) -> None:
 
 
 async def _run(
-    settings: Settings, source: DiscoverySource, mode: RemovalMode, metrics_port: int | None
+    settings: Settings, source: DiscoverySource, mark_stale: bool, metrics_port: int | None
 ) -> None:
+    from prometheus_client import start_http_server
+
+    from omninode_bridge.autodiscovery import BridgeMetrics, DiscoveryBridge, RemovalMode
+
+    mode = RemovalMode.MARK_STALE if mark_stale else RemovalMode.DELETE
     metrics = BridgeMetrics()
     small = settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 4})
     async with PostgresClient(small) as client:
@@ -124,6 +124,8 @@ def etcd(
     an etcd lease) and leaves the registry when the key is deleted or its
     lease expires. Tools registered over HTTP are never changed or removed.
     """
+    from omninode_bridge.autodiscovery import EtcdSource, parse_endpoints
+
     settings = settings_from(ctx)
     raw = endpoints or settings.etcd_endpoints
     if not raw:
@@ -151,8 +153,7 @@ def _follow(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("omninode_bridge").setLevel(log_level.upper())
-    mode = RemovalMode.MARK_STALE if mark_stale else RemovalMode.DELETE
-    run_async(_run(settings, source, mode, metrics_port))
+    run_async(_run(settings, source, mark_stale, metrics_port))
 
 
 @app.command()
@@ -188,6 +189,8 @@ def consul(
     deregistered or stays critical past the TTL; an unreachable Consul removes
     nothing. Another registry's Consul-compatible API works too (a federation).
     """
+    from omninode_bridge.autodiscovery.configure import consul_source
+
     settings = settings_from(ctx)
     source = consul_source(settings, address, service or None, token)
     _follow(settings, source, mark_stale, metrics_port, log_level)

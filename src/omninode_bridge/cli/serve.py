@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import FrameType
+from typing import Any
 
 import typer
-import uvicorn
 
 from omninode_bridge.cli.common import console, settings_from
 from omninode_bridge.errors import MigrationError
@@ -31,14 +31,19 @@ async def _prepare(settings: Settings, migrate: bool) -> str:
     return dsn
 
 
-class _Server(uvicorn.Server):
-    """Tells the app when shutdown begins, so endless streams end and draining is quick."""
+def _server_class() -> type[Any]:
+    import uvicorn  # imported only when serving
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        state = getattr(getattr(self.config.app, "state", None), "toolreg", None)
-        if state is not None:
-            asyncio.get_event_loop().call_soon_threadsafe(state.stopping.set)
-        super().handle_exit(sig, frame)
+    class _Server(uvicorn.Server):
+        """Tells the app when shutdown begins, so endless streams end and draining is quick."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            state = getattr(getattr(self.config.app, "state", None), "toolreg", None)
+            if state is not None:
+                asyncio.get_event_loop().call_soon_threadsafe(state.stopping.set)
+            super().handle_exit(sig, frame)
+
+    return _Server
 
 
 def serve(
@@ -55,6 +60,8 @@ def serve(
     A connection whose request headers are not complete within
     TOOLREG_HEADER_TIMEOUT_SECONDS (default 10) is answered 408 and closed.
     """
+    import uvicorn
+
     from omninode_bridge.api import create_app  # FastAPI: imported only when serving
     from omninode_bridge.api.header_timeout import with_header_timeout
 
@@ -77,7 +84,7 @@ def serve(
         # h11 with a header deadline (slowloris); also where httptools is installed.
         http=with_header_timeout(settings.header_timeout_seconds),
     )
-    server = _Server(config)
+    server = _server_class()(config)
     asyncio.run(server.serve())
     if not server.started:
         raise typer.Exit(1)
