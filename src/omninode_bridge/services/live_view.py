@@ -115,17 +115,24 @@ class LiveView:
                 await task
 
     async def _run(self) -> None:
+        failing = False  # log once per outage, not at every retry
         while True:
             try:
                 cursor = await self._load()
+                if failing:
+                    failing = False
+                    logger.info("live view is current again")
                 async for event in self.hub.subscribe(cursor):
                     self._apply(event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # feed lost, lagged, database away: reload when back
                 self.current = False
-                log = logger.warning if isinstance(exc, OmniNodeBridgeError) else logger.error
-                log("live view stopped following (%s); reloading", exc)
+                if not isinstance(exc, OmniNodeBridgeError):
+                    logger.error("live view failed; reloading", exc_info=exc)
+                elif not failing:
+                    logger.warning("live view stopped following (%s); reloading", exc)
+                failing = True
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _load(self) -> str:
