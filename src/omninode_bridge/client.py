@@ -29,12 +29,14 @@ import orjson
 
 from omninode_bridge.errors import (
     AuthenticationError,
+    NoRoutableToolError,
     OmniNodeBridgeError,
     PermissionDeniedError,
     RegistryUnavailableError,
     ResyncRequiredError,
     ToolAlreadyRegisteredError,
     ToolNotFoundError,
+    ToolOwnedBySourceError,
     ValidationFailedError,
 )
 from omninode_bridge.models import (
@@ -62,8 +64,16 @@ def _raise_for_problem(response: httpx.Response, tool_id: str | None = None) -> 
         raise AuthenticationError(detail)
     if status == 403:
         raise PermissionDeniedError(detail)
+    if status == 404 and "declared" in problem:
+        operation = str(problem.get("instance") or "").rsplit("/", 1)[-1]
+        explanation: dict[str, Any] = {
+            k: problem[k] for k in ("declared", "routable", "tools") if k in problem
+        }
+        raise NoRoutableToolError(operation, detail, explanation=explanation)
     if status == 404 and tool_id is not None:
         raise ToolNotFoundError(tool_id)
+    if status == 409 and "owner" in problem:
+        raise ToolOwnedBySourceError(str(problem.get("tool_id", tool_id)), str(problem["owner"]))
     if status == 409 and tool_id is not None:
         raise ToolAlreadyRegisteredError([tool_id])
     if status == 410:
@@ -180,11 +190,20 @@ class RegistryClient:
         response = await self._request("POST", "/v1/tools/search", None, json=filters)
         return ModelToolRegistrationPage.model_validate(response.json())
 
-    async def discover(self, operation: str) -> ModelToolRegistration | None:
-        """The tool the registry would route ``operation`` to, or ``None``."""
+    async def discover(
+        self, operation: str, *, required: bool = False
+    ) -> ModelToolRegistration | None:
+        """The tool the registry would route ``operation`` to, or ``None``.
+
+        With ``required``, no tool raises NoRoutableToolError instead, whose
+        ``explanation`` says how many tools declare the operation and why the
+        first few are not routable (the registry's own account).
+        """
         try:
-            response = await self._request("GET", f"/v1/discover/{operation}", operation)
-        except ToolNotFoundError:
+            response = await self._request("GET", f"/v1/discover/{operation}", None)
+        except NoRoutableToolError:
+            if required:
+                raise
             return None
         return ModelToolRegistration.model_validate(response.json())
 

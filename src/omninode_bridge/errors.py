@@ -23,6 +23,7 @@ boundary (``services.postgres_client``) with the original kept as
     ├── RegistrationError             a problem with one tool's registration
     │   ├── ValidationFailedError     input rejected before any write (names the field)
     │   ├── ToolAlreadyRegisteredError   a tool_id that is already taken
+    │   ├── ToolOwnedBySourceError    a write over a tool an auto-discovery source owns (HTTP 409)
     │   └── ToolNotFoundError         a tool_id that is not registered (where absence is an error)
     ├── AuthError                     a request's credentials
     │   ├── AuthenticationError       no token, or an unknown or revoked one (HTTP 401)
@@ -37,6 +38,8 @@ boundary (``services.postgres_client``) with the original kept as
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AuthError",
@@ -60,6 +63,7 @@ __all__ = [
     "ToolAlreadyRegisteredError",
     "ToolCallError",
     "ToolNotFoundError",
+    "ToolOwnedBySourceError",
     "ToolResponseTooLargeError",
     "ValidationFailedError",
 ]
@@ -148,6 +152,23 @@ class ToolAlreadyRegisteredError(RegistrationError):
         super().__init__(f"{noun} {names} already registered")
 
 
+class ToolOwnedBySourceError(RegistrationError):
+    """A write over a tool that an auto-discovery source owns: its content comes from there.
+
+    ``owner`` names the source (``source:<name>``). An admin may take the tool
+    over explicitly (``?force=true``); the source then leaves it alone.
+    """
+
+    def __init__(self, tool_id: str, owner: str) -> None:
+        self.tool_id = tool_id
+        self.owner = owner
+        super().__init__(
+            f"tool {tool_id!r} is owned by the auto-discovery source "
+            f"{owner.removeprefix('source:')!r}, whose content would replace this write; "
+            "change it there, or take the tool over with ?force=true"
+        )
+
+
 class ToolNotFoundError(RegistrationError, LookupError):
     """A ``tool_id`` that is not registered, where absence is an error rather than ``None``."""
 
@@ -182,10 +203,19 @@ class IndexUnavailableError(DiscoveryError, RegistryUnavailableError):
 
 
 class NoRoutableToolError(DiscoveryError, LookupError):
-    """No live, healthy tool offers the operation."""
+    """No live, healthy tool offers the operation.
 
-    def __init__(self, operation: str, detail: str = "") -> None:
+    ``explanation`` (when known) says why, as JSON: ``declared`` and
+    ``routable`` counts and, for the first few tools, a ``reason``
+    (``no_endpoint``, ``stale``, ``critical``, ``excluded``, ``ejected``) with
+    ``since``/``until`` times; the HTTP API's 404 carries the same members.
+    """
+
+    def __init__(
+        self, operation: str, detail: str = "", *, explanation: dict[str, Any] | None = None
+    ) -> None:
         self.operation = operation
+        self.explanation = explanation
         suffix = f" ({detail})" if detail else ""
         super().__init__(f"No tool found for operation: {operation}{suffix}")
 

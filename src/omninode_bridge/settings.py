@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     check_concurrency: int = _env("TOOLREG_CHECK_CONCURRENCY", 50, ge=1, le=10000)
     check_fail_threshold: int = _env("TOOLREG_CHECK_FAIL_THRESHOLD", 3, ge=1, le=100)
     check_pass_threshold: int = _env("TOOLREG_CHECK_PASS_THRESHOLD", 2, ge=1, le=100)
+    # Unset: three check intervals. Judged on the database clock.
+    leader_lease_seconds: float | None = _env("TOOLREG_LEADER_LEASE_SECONDS", None, gt=0)
 
     # -- the Consul-compatible API -----------------------------------------------------
     datacenter: str = _env("TOOLREG_DATACENTER", "dc1", min_length=1, max_length=64)
@@ -114,6 +116,18 @@ class Settings(BaseSettings):
         max_length=128,
     )
 
+    # -- the MCP server (/mcp) and the MCP registry API (/v0.1) ---------------------------
+    # Comma-separated Host values /mcp accepts (``host:*`` for any port); "*" turns the
+    # DNS-rebinding checks off. Unset: loopback names, plus TOOLREG_HOST when it is one address.
+    mcp_allowed_hosts: str | None = _env("TOOLREG_MCP_ALLOWED_HOSTS", None, max_length=4096)
+    # Comma-separated Origin values /mcp accepts from browsers. Unset: loopback origins.
+    mcp_allowed_origins: str | None = _env("TOOLREG_MCP_ALLOWED_ORIGINS", None, max_length=4096)
+    # The namespace of MCP server names derived from tool ids (``<namespace>/<tool_id>``)
+    # for tools without a ``metadata.mcp_name``.
+    mcp_namespace: str = _env(
+        "TOOLREG_MCP_NAMESPACE", "io.omninode", pattern=r"^[a-zA-Z0-9.-]+$", max_length=100
+    )
+
     # -- auto-discovery from Consul ----------------------------------------------------
     consul_address: str | None = _env("TOOLREG_CONSUL_ADDRESS", None)
     consul_services: str | None = _env("TOOLREG_CONSUL_SERVICES", None)
@@ -122,6 +136,8 @@ class Settings(BaseSettings):
     # -- auto-discovery from etcd ------------------------------------------------------
     etcd_endpoints: str | None = _env("TOOLREG_ETCD_ENDPOINTS", None)
     etcd_prefix: str = _env("TOOLREG_ETCD_PREFIX", "/omninode/tools/", min_length=1)
+    # Sources may claim a tool_id another owner released within the retention.
+    autodiscover_claim_released: bool = _env("TOOLREG_AUTODISCOVER_CLAIM_RELEASED", False)
 
     @field_validator("database_url")
     @classmethod
@@ -173,6 +189,18 @@ class Settings(BaseSettings):
                 f"TOOLREG_EJECT_MAX_SECONDS ({self.eject_max_seconds})"
             )
         return self
+
+    @property
+    def claim_hold_seconds(self) -> float:
+        """How long a released tool_id waits for an admin's consent before a source claims it."""
+        return 0.0 if self.autodiscover_claim_released else self.retention_seconds
+
+    @property
+    def leader_lease(self) -> float:
+        """Seconds the liveness leader's lease lasts without a renewal."""
+        if self.leader_lease_seconds is not None:
+            return self.leader_lease_seconds
+        return 3 * self.check_interval_seconds
 
     @property
     def uses_embedded(self) -> bool:

@@ -73,8 +73,9 @@ async def test_create_get_patch_put_delete(
     assert stored["id"] and stored["last_heartbeat"]
     assert_problem(await http.post("/v1/tools", json=body(tool_id), headers=token), 409)
 
-    fetched = await http.get(f"/v1/tools/{tool_id}")
-    assert fetched.json() == stored
+    fetched = (await http.get(f"/v1/tools/{tool_id}")).json()
+    assert fetched.pop("health")["status"] == "healthy"  # GET adds the health now
+    assert fetched == stored
 
     patched = await http.patch(
         f"/v1/tools/{tool_id}", json={"metadata": {"version": "1.1.0"}}, headers=token

@@ -79,6 +79,7 @@ class Bridges:
         mode: RemovalMode = RemovalMode.DELETE,
         refresh_interval: float = 60.0,
         metrics: BridgeMetrics | None = None,
+        claim_hold_seconds: float = 3600.0,
     ) -> DiscoveryBridge:
         source = EtcdSource(self.etcd.url, self.prefix, timeout=2.0)
         return DiscoveryBridge(
@@ -89,6 +90,7 @@ class Bridges:
             backoff_initial=0.05,
             backoff_max=0.3,
             metrics=metrics if metrics is not None else BridgeMetrics(),
+            claim_hold_seconds=claim_hold_seconds,
         )
 
     async def start(self, bridge: DiscoveryBridge) -> DiscoveryBridge:

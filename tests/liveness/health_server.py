@@ -118,6 +118,10 @@ class HealthServer:
                     return
                 finally:
                     self.in_flight -= 1
+        except asyncio.CancelledError:
+            # close() ends a hanging answer: return quietly (Python 3.11's stream
+            # callback logs a traceback for a handler task that ends cancelled).
+            return
         finally:
             self._connections.discard(task)
             writer.close()

@@ -19,7 +19,7 @@ __all__ = ["Pass", "ServerProcess", "leader_gauge", "parse_log", "spawn", "stop"
 
 _BEGIN = re.compile(r"liveness pass begins kind=(\w+) pid=(\d+) start=([\d.]+)")
 _END = re.compile(r"liveness pass kind=(\w+) pid=(\d+) start=([\d.]+) end=([\d.]+)")
-_ELECTED = re.compile(r"liveness leader elected: backend pid \d+, t=([\d.]+)")
+_ELECTED = re.compile(r"liveness leader elected: .*\bt=([\d.]+)")
 
 
 @dataclass

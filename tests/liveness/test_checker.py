@@ -14,7 +14,7 @@ from omninode_bridge.liveness import (
     probe,
 )
 from omninode_bridge.liveness.checker import Q
-from omninode_bridge.liveness.leader import LIVENESS_LOCK_KEY
+from omninode_bridge.liveness.leader import LEASE_NAME
 from omninode_bridge.models import ModelToolRegistrationUpdate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from tests.liveness.conftest import event_kinds, liveness_settings, register
@@ -136,7 +136,7 @@ async def test_a_result_is_stored_only_on_the_state_it_was_computed_from(
         row = await postgres_client.fetchrow(
             Q["record_checks"],
             ["a"], ["critical"], [3], [0], [True], [1.0], ["x"], [generation],
-            ["critical"], ["r"], None, LIVENESS_LOCK_KEY,
+            ["critical"], ["r"], None, LEASE_NAME,
         )  # fmt: skip
         assert row is not None and row["leading"]
         return list(row["tool_ids"])

@@ -1,4 +1,4 @@
-"""Leader election by advisory lock, in one process: one leader, takeover, step-down."""
+"""Leader election by lease (and advisory lock), in one process: one leader, takeover, step-down."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from omninode_bridge.liveness import (
+    LEASE_NAME,
     LIVENESS_LOCK_KEY,
     Fence,
     LeaderElection,
@@ -43,7 +44,7 @@ class Candidate:
         self.name = name
         self.metrics = LivenessMetrics(CollectorRegistry())
         self.election = LeaderElection(
-            dsn, interval=INTERVAL, connect_timeout=5, metrics=self.metrics
+            dsn, interval=INTERVAL, lease=3 * INTERVAL, connect_timeout=5, metrics=self.metrics
         )
         self.terms: list[Fence] = []
         self.cancelled = 0
@@ -86,6 +87,20 @@ async def lock_holders(dsn: str) -> list[int]:
         await conn.close()
 
 
+async def lease_row(dsn: str) -> asyncpg.Record:
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        row = await conn.fetchrow(
+            "SELECT generation, holder_pid, expires_at > clock_timestamp() AS held "
+            "FROM liveness_leases WHERE name = $1",
+            LEASE_NAME,
+        )
+        assert row is not None
+        return row
+    finally:
+        await conn.close()
+
+
 async def test_one_leader_and_takeover_when_it_stops(
     candidates: list[Candidate], db_dsn: str
 ) -> None:
@@ -96,14 +111,18 @@ async def test_one_leader_and_takeover_when_it_stops(
     (leader,) = leaders
     (other,) = [c for c in candidates if c is not leader]
     assert other.terms == []
-    assert await lock_holders(db_dsn) == [leader.terms[0].pid]
+    lease = await lease_row(db_dsn)
+    assert lease["held"] and lease["generation"] == leader.terms[0].generation
+    assert await lock_holders(db_dsn) == [lease["holder_pid"]]
     assert leader.metrics.leader._value.get() == 1 and other.metrics.leader._value.get() == 0
 
     await leader.stop()
     took = await wait_for(lambda: other.election.is_leader, 5, "the takeover")
     assert took < INTERVAL + 0.5  # the waiter is granted the lock as soon as it is freed
     assert leader.cancelled == 1 and leader.metrics.leader._value.get() == 0
-    assert await lock_holders(db_dsn) == [other.terms[0].pid]
+    lease = await lease_row(db_dsn)
+    assert lease["generation"] == other.terms[0].generation == leader.terms[0].generation + 1
+    assert await lock_holders(db_dsn) == [lease["holder_pid"]]
 
 
 async def test_a_leader_whose_session_is_killed_steps_down(
@@ -113,9 +132,10 @@ async def test_a_leader_whose_session_is_killed_steps_down(
     (leader,) = [c for c in candidates if c.election.is_leader]
     fence = leader.election.fence
     assert fence is not None
+    pid = (await lease_row(db_dsn))["holder_pid"]
     admin = await asyncpg.connect(db_dsn, timeout=5)
     try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", fence.pid)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
         await admin.close()
     await wait_for(lambda: leader.cancelled == 1, 5, "the old leader to stop its work")
@@ -125,7 +145,8 @@ async def test_a_leader_whose_session_is_killed_steps_down(
     leading = [c for c in candidates if c.election.is_leader]
     assert len(leading) == 1
     assert leading[0].election.fence != fence
-    assert fence.pid not in await lock_holders(db_dsn)
+    assert pid not in await lock_holders(db_dsn)
+    assert (await lease_row(db_dsn))["generation"] == fence.generation + 1
 
 
 def runner_settings(**overrides: object) -> Settings:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import asyncpg
 import pytest
 
 from omninode_bridge.liveness import Fence, LeadershipLostError, LivenessMetrics, Reaper
-from omninode_bridge.liveness.leader import LIVENESS_LOCK_KEY
+from omninode_bridge.liveness.leader import LEASE_NAME, LIVENESS_LOCK_KEY
 from omninode_bridge.liveness.reaper import Q
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from tests.liveness.conftest import event_kinds, register
@@ -171,28 +170,45 @@ async def test_a_tool_that_heartbeats_meanwhile_is_not_removed(
     await seed(repository, old=2, stale=0, fresh=2)
     await repository.update_heartbeat("old-1")  # after the candidates were read
     row = await postgres_client.fetchrow(
-        Q["reap"], ["old-0", "old-1", "fresh-0"], RETENTION, None, LIVENESS_LOCK_KEY
+        Q["reap"], ["old-0", "old-1", "fresh-0"], RETENTION, None, LEASE_NAME
     )
     assert row is not None and row["leading"] and list(row["tool_ids"]) == ["old-0"]
+
+
+async def take_lease(client: PostgresClient, seconds: float) -> int | None:
+    """The generation of the liveness lease taken for ``seconds``, or ``None`` while held."""
+    value = await client.fetchval(
+        Q["lease_acquire"], LEASE_NAME, "test", seconds, None, LIVENESS_LOCK_KEY
+    )
+    return int(value) if value is not None else None
 
 
 async def test_a_fenced_pass_of_a_process_that_no_longer_leads_writes_nothing(
     repository: ToolRegistrationRepository,
     postgres_client: PostgresClient,
     make_reaper: Callable[..., Reaper],
-    db_dsn: str,
 ) -> None:
-    await seed(repository, old=1, stale=0, fresh=3)
-    holder = await asyncpg.connect(db_dsn)
-    try:
-        assert await holder.fetchval("SELECT pg_try_advisory_lock($1)", LIVENESS_LOCK_KEY)
-        pid = holder.get_server_pid()
-        with pytest.raises(LeadershipLostError):
-            await reaper_of(make_reaper).run_pass(fence=Fence(pid + 100_000))
-        assert await repository.count_registrations() == 4
-        report = await reaper_of(make_reaper).run_pass(fence=Fence(pid))  # the holder's fence
-        assert report.removed == ["old-0"]
-    finally:
-        await holder.close()
-    with pytest.raises(LeadershipLostError):  # the lock went with the session
-        await reaper_of(make_reaper).run_pass(fence=Fence(pid))
+    await seed(repository, old=2, stale=0, fresh=3)
+    first = await take_lease(postgres_client, 60)
+    assert first == 1
+    assert await take_lease(postgres_client, 60) is None  # held: nobody else takes it
+    with pytest.raises(LeadershipLostError):  # a generation that never held it
+        await reaper_of(make_reaper).run_pass(fence=Fence(first + 1))
+    assert await repository.count_registrations() == 5
+    await repository.update_heartbeat("old-1")
+    assert (await reaper_of(make_reaper).run_pass(fence=Fence(first))).removed == ["old-0"]
+
+    # The lease runs out (nobody renewed it), and another generation takes it.
+    await postgres_client.execute(
+        "UPDATE liveness_leases SET expires_at = clock_timestamp() - interval '1 second'"
+    )
+    await register(repository, "old-2", heartbeat_age=OLD)
+    with pytest.raises(LeadershipLostError):  # expired, even before a takeover
+        await reaper_of(make_reaper).run_pass(fence=Fence(first))
+    second = await take_lease(postgres_client, 60)
+    assert second == first + 1
+    with pytest.raises(LeadershipLostError):  # the deposed generation writes nothing
+        await reaper_of(make_reaper).run_pass(fence=Fence(first))
+    assert await repository.get_registration("old-2") is not None
+    report = await reaper_of(make_reaper).run_pass(fence=Fence(second))
+    assert report.removed == ["old-2"]

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from omninode_bridge.errors import ConfigurationError
-from omninode_bridge.migrations import runner
+from omninode_bridge.migrations import HEAD_REVISION, runner
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import load_settings
 from tests.liveness.conftest import register
@@ -36,6 +36,20 @@ def test_liveness_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.reap_interval_seconds, s.check_interval_seconds) == (60, 30)
     assert (s.check_timeout_seconds, s.check_concurrency) == (5, 50)
     assert (s.check_fail_threshold, s.check_pass_threshold) == (3, 2)
+    assert s.leader_lease_seconds is None and s.leader_lease == 90  # three check intervals
+
+
+def test_the_leader_lease_follows_the_check_interval_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOOLREG_CHECK_INTERVAL_SECONDS", "2")
+    assert load_settings().leader_lease == 6
+    monkeypatch.setenv("TOOLREG_LEADER_LEASE_SECONDS", "1.5")
+    assert load_settings().leader_lease == 1.5
+    for bad in ("0", "-1", "soon"):
+        monkeypatch.setenv("TOOLREG_LEADER_LEASE_SECONDS", bad)
+        with pytest.raises(ConfigurationError, match="TOOLREG_LEADER_LEASE_SECONDS"):
+            load_settings()
 
 
 def test_retention_must_be_longer_than_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,4 +79,4 @@ async def test_revision_0004_down_and_up(
     finally:
         await conn.close()
     await runner.upgrade(db_dsn)
-    assert await runner.current_revision(db_dsn) == "0004"
+    assert await runner.current_revision(db_dsn) == HEAD_REVISION

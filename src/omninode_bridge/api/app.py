@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from omninode_bridge import __version__
 from omninode_bridge.api import consul, sd
 from omninode_bridge.api.body_limit import BodyLimitMiddleware
+from omninode_bridge.api.mcp import McpFace
 from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
 from omninode_bridge.api.problems import install_problem_handlers
 from omninode_bridge.api.routes import changes, discover, health, meta, search, tools
@@ -137,7 +138,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
                 task = asyncio.create_task(bridge.run(), name=f"autodiscovery {bridge.source.name}")
                 task.add_done_callback(_log_failure)
                 state.background.append(task)
-            yield
+            async with mcp.running():  # the MCP SDK's session manager, once per app
+                yield
         finally:
             await liveness.aclose()  # first: a replica takes the leader's lock at once
             for task in state.background:
@@ -170,6 +172,10 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     app.include_router(meta.router(guarded=settings.reads_require_token))
     app.include_router(sd.router)
     app.include_router(consul.router)
+    # The MCP face: a new MCP server per app; /mcp goes after every other route.
+    mcp = McpFace(settings, lambda: app.state.toolreg)
+    app.include_router(mcp.registry_router)
+    app.router.routes.append(mcp.route)
 
     limits = JsonLimits(
         max_bytes=settings.max_json_bytes, max_registration_bytes=settings.max_registration_bytes

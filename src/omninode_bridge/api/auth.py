@@ -10,6 +10,7 @@ Python API) and tools owned by an auto-discovery source are changed only by
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Annotated
 
@@ -17,7 +18,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from omninode_bridge.api.state import AppState, get_state
-from omninode_bridge.errors import AuthenticationError, PermissionDeniedError
+from omninode_bridge.errors import (
+    AuthenticationError,
+    OmniNodeBridgeError,
+    PermissionDeniedError,
+)
 from omninode_bridge.services.tokens import Principal, Scope
 
 __all__ = [
@@ -27,7 +32,9 @@ __all__ = [
     "check_owner",
     "check_owners",
     "principal_of",
+    "reader_of",
     "require_writer",
+    "until_revoked",
 ]
 
 bearer_scheme = HTTPBearer(
@@ -68,6 +75,28 @@ async def require_writer(
 
 Reader = Annotated[Principal | None, Depends(_reader)]
 Writer = Annotated[Principal, Depends(require_writer)]
+
+
+async def reader_of(request: Request, state: AppState) -> Principal | None:
+    """What :data:`Reader` gives a route, for a face served as a plain ASGI app (MCP)."""
+    credentials = await bearer_scheme(request)
+    return await _reader(state, await principal_of(request, state, credentials))
+
+
+async def until_revoked(state: AppState, principal: Principal | None) -> None:
+    """Return once ``principal``'s token is revoked (never, for ``None``): long-lived
+    streams end on it. Checked every ``TOOLREG_STREAM_TOKEN_RECHECK_SECONDS``; while the
+    database is away the token counts as active (the stream's own feed loss ends it)."""
+    if principal is None:
+        await asyncio.Event().wait()
+        return
+    while True:
+        await asyncio.sleep(state.settings.stream_token_recheck_seconds)
+        try:
+            if not await state.tokens.is_active(principal.token_id):
+                return
+        except OmniNodeBridgeError:
+            continue
 
 
 def check_owner(principal: Principal, tool_id: str, owner: str | None) -> None:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from omninode_bridge.errors import (
     AuthenticationError,
     ConfigurationError,
+    DiscoveryError,
     MigrationError,
     NoRoutableToolError,
     OmniNodeBridgeError,
@@ -31,10 +32,17 @@ from omninode_bridge.errors import (
     ResyncRequiredError,
     ToolAlreadyRegisteredError,
     ToolNotFoundError,
+    ToolOwnedBySourceError,
     ValidationFailedError,
 )
 
-__all__ = ["FieldError", "Problem", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "FieldError",
+    "Problem",
+    "install_problem_handlers",
+    "problem_response",
+    "public_problem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +77,9 @@ def problem_response(
     instance: str | None = None,
     errors: list[tuple[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    """A problem+json response."""
+    """A problem+json response; ``extra`` adds extension members (RFC 9457 section 3.2)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + (slug or title.lower().replace(" ", "-")),
         "title": title,
@@ -82,6 +91,8 @@ def problem_response(
         body["instance"] = instance
     if errors is not None:
         body["errors"] = [{"field": f, "message": m} for f, m in errors]
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
     return Response(
         orjson.dumps(body),
         status_code=status,
@@ -132,6 +143,7 @@ async def _http(request: Request, exc: Exception) -> Response:
 _STATUS: list[tuple[type[OmniNodeBridgeError], int, str]] = [
     (ValidationFailedError, 422, "Validation failed"),
     (ToolAlreadyRegisteredError, 409, "Tool already registered"),
+    (ToolOwnedBySourceError, 409, "Tool owned by a source"),
     (ToolNotFoundError, 404, "Tool not found"),
     (NoRoutableToolError, 404, "No routable tool"),
     (AuthenticationError, 401, "Unauthorized"),
@@ -142,6 +154,8 @@ _STATUS: list[tuple[type[OmniNodeBridgeError], int, str]] = [
     (RegistryUnavailableError, 503, "Registry unavailable"),
     (MigrationError, 503, "Schema not ready"),
     (ConfigurationError, 503, "Registry misconfigured"),
+    # Calling a tool (MCP route_request): it failed, or has no endpoint for the operation.
+    (DiscoveryError, 502, "Tool call failed"),
 ]
 
 
@@ -152,28 +166,51 @@ _PUBLIC_503: dict[type[OmniNodeBridgeError], str] = {
 }
 
 
-async def _domain(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OmniNodeBridgeError)
+def public_problem(exc: OmniNodeBridgeError) -> tuple[int, str, str] | None:
+    """``(status, title, detail)`` the API answers ``exc`` with; ``None`` when unmapped (500).
+
+    Every face that reports errors to clients (problem+json here, MCP tool errors) uses it.
+    """
     for cls, status, title in _STATUS:
         if isinstance(exc, cls):
-            headers: dict[str, str] = {}
-            errors = exc.errors if isinstance(exc, ValidationFailedError) else None
-            if status == 401:
-                headers["WWW-Authenticate"] = 'Bearer realm="toolreg"'
             detail = str(exc)
-            if status == 503:
-                headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-                logger.warning("%s %s: %s", request.method, request.url.path, exc)
-                if not isinstance(exc, RegistryOverloadedError):
-                    # The full message names the database (a host, a socket path):
-                    # it goes to the log, not to an unauthenticated client.
-                    detail = f"{_PUBLIC_503.get(cls, title)}; retry in {RETRY_AFTER_SECONDS}s"
-            return problem_response(
-                status, title, detail, instance=request.url.path, errors=errors, headers=headers
-            )
-    logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+            if status == 503 and not isinstance(exc, RegistryOverloadedError):
+                # The full message names the database (a host, a socket path):
+                # it goes to the log, not to an unauthenticated client.
+                detail = f"{_PUBLIC_503.get(cls, title)}; retry in {RETRY_AFTER_SECONDS}s"
+            return status, title, detail
+    return None
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OmniNodeBridgeError)
+    mapped = public_problem(exc)
+    if mapped is None:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        return problem_response(
+            500, "Internal error", "the registry failed; see its log", instance=request.url.path
+        )
+    status, title, detail = mapped
+    headers: dict[str, str] = {}
+    errors = exc.errors if isinstance(exc, ValidationFailedError) else None
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="toolreg"'
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    extra = None
+    if isinstance(exc, NoRoutableToolError) and exc.explanation is not None:
+        extra = {k: v for k, v in exc.explanation.items() if k != "summary"}
+    if isinstance(exc, ToolOwnedBySourceError):
+        extra = {"tool_id": exc.tool_id, "owner": exc.owner}
     return problem_response(
-        500, "Internal error", "the registry failed; see its log", instance=request.url.path
+        status,
+        title,
+        detail,
+        instance=request.url.path,
+        errors=errors,
+        headers=headers,
+        extra=extra,
     )
 
 

@@ -3,7 +3,9 @@
 * An announcement whose value is a valid ``ModelToolRegistrationCreate`` (JSON)
   is upserted, owned by ``source:<source name>``. A tool_id held by another
   writer (an HTTP registration) is never touched: the announcement is skipped
-  and counted as a conflict, and retried at every heartbeat round.
+  and counted as a conflict, and retried at every heartbeat round. An id that
+  another owner released (deleted or reaped) within ``claim_hold_seconds`` is
+  not claimed without an admin's consent (see :mod:`.claims`).
 * An invalid value is skipped with a log line naming the key and the fields,
   and counted; nothing is written. If the key held a valid value before, that
   registration stays (the key still exists, so the tool is still announced).
@@ -37,6 +39,7 @@ from types import EllipsisType
 import orjson
 from pydantic import ValidationError
 
+from omninode_bridge.autodiscovery.claims import Claim, claim
 from omninode_bridge.autodiscovery.metrics import BridgeMetrics
 from omninode_bridge.autodiscovery.source import (
     DiscoverySource,
@@ -48,7 +51,6 @@ from omninode_bridge.autodiscovery.source import (
 from omninode_bridge.errors import (
     PermissionDeniedError,
     RegistryUnavailableError,
-    ToolAlreadyRegisteredError,
     ValidationFailedError,
 )
 from omninode_bridge.models import ModelToolRegistrationCreate
@@ -120,6 +122,7 @@ class DiscoveryBridge:
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         metrics: BridgeMetrics | None = None,
+        claim_hold_seconds: float = 3600.0,
     ) -> None:
         self.source = source
         self.repository = repository
@@ -127,6 +130,7 @@ class DiscoveryBridge:
         self.owner = f"source:{source.name}"
         self.refresh_interval = refresh_interval if refresh_interval else ttl_seconds / 3
         self.max_json_bytes = max_json_bytes
+        self.claim_hold_seconds = claim_hold_seconds
         self.backoff_initial = backoff_initial
         self.backoff_max = max(backoff_max, backoff_initial)
         self.metrics = metrics if metrics is not None else BridgeMetrics()
@@ -138,6 +142,7 @@ class DiscoveryBridge:
         self._wanted: dict[str, ModelToolRegistrationCreate] = {}  # last valid value of each
         self._held: set[str] = set()  # present tools the registry holds for this source
         self._conflicts: set[str] = set()  # present tools another writer owns
+        self._claims_held: set[str] = set()  # ids another owner released: consent needed
         self._label = source.name
 
     # -- running ------------------------------------------------------------------
@@ -228,6 +233,7 @@ class DiscoveryBridge:
             owners = await self.repository.get_owners(list(wanted))
             self._keys, self._wanted = keys, wanted
             self._held, self._conflicts = owned & keys.keys(), set()
+            self._claims_held &= keys.keys()
             for tool_id, registration in wanted.items():
                 await self._write(tool_id, registration, owners.get(tool_id))
             gone = sorted(owned - keys.keys())
@@ -263,7 +269,20 @@ class DiscoveryBridge:
         """Heartbeat every held tool in one statement; re-register the missing, retry conflicts."""
         async with self._lock:
             held = sorted(self._held)
-            missing = await self.repository.update_heartbeats(held) if held else []
+            missing: list[str] = []
+            if held:  # owner-checked: a tool an admin took over is no longer kept alive
+                missing, taken = await self.repository.update_heartbeats_owned(held, self.owner)
+                if taken:
+                    for tool_id in taken:
+                        self._held.discard(tool_id)
+                        self._conflicts.add(tool_id)
+                        self.metrics.conflicts.labels(self._label).inc()
+                        logger.warning(
+                            "%s: tool %r (key %s) was taken over by another writer; "
+                            "leaving it alone", self._label, tool_id, self._keys.get(tool_id),
+                        )  # fmt: skip
+                    held = sorted(self._held)
+                    missing, _ = await self.repository.update_heartbeats_owned(held, self.owner)
             for tool_id in missing:
                 self._held.discard(tool_id)
                 if tool_id in self._wanted:
@@ -273,7 +292,7 @@ class DiscoveryBridge:
                         self._keys.get(tool_id),
                     )  # fmt: skip
                     await self._write(tool_id, self._wanted[tool_id], None)
-            for tool_id in sorted(self._conflicts):
+            for tool_id in sorted(self._conflicts | self._claims_held):
                 if tool_id in self._wanted:
                     await self._write(tool_id, self._wanted[tool_id], ...)
 
@@ -317,10 +336,15 @@ class DiscoveryBridge:
             except PermissionDeniedError:
                 owner = "another writer"
         elif owner is None:
-            try:  # ON CONFLICT DO NOTHING: a tool registered meanwhile is never overwritten
-                await self.repository.create_registration(registration, owner=self.owner)
-                created = True
-            except ToolAlreadyRegisteredError:
+            # ON CONFLICT DO NOTHING: a tool registered meanwhile is never overwritten.
+            outcome = await claim(
+                self.repository.client, registration, self.owner, self.claim_hold_seconds
+            )
+            if outcome.held:
+                self._hold_claim(tool_id, outcome)
+                return
+            created = outcome.created
+            if not created:
                 owner = "another writer"
         if owner not in (None, self.owner):
             if tool_id not in self._conflicts:
@@ -333,25 +357,47 @@ class DiscoveryBridge:
             self._held.discard(tool_id)
             return
         self._conflicts.discard(tool_id)
+        self._release_claim(tool_id)
         self._held.add(tool_id)
         self.metrics.applied.labels(self._label, "registered" if created else "refreshed").inc()
         if created:
             logger.info("%s: registered tool %r (key %s)", self._label, tool_id,
                         self._keys.get(tool_id))  # fmt: skip
 
+    def _hold_claim(self, tool_id: str, outcome: Claim) -> None:
+        self._held.discard(tool_id)
+        self._conflicts.discard(tool_id)
+        if tool_id in self._claims_held:
+            return
+        self._claims_held.add(tool_id)
+        self.metrics.claims_held.labels(self._label).inc()
+        self.metrics.held_claims.labels(self._label).set(len(self._claims_held))
+        when = outcome.released_at.isoformat() if outcome.released_at else "?"
+        logger.warning(
+            "%s: claim of tool_id %r (key %s) held: %s released it at %s, within the hold "
+            "of %gs; an admin consents with `toolreg autodiscover allow %s`",
+            self._label, tool_id, self._keys.get(tool_id, tool_id),
+            outcome.released_by or "an unowned registration", when,
+            self.claim_hold_seconds, tool_id,
+        )  # fmt: skip
+
+    def _release_claim(self, tool_id: str) -> None:
+        if tool_id in self._claims_held:
+            self._claims_held.discard(tool_id)
+            self.metrics.held_claims.labels(self._label).set(len(self._claims_held))
+
     async def _unannounce(self, tool_id: str, reason: str) -> None:
         """The key of ``tool_id`` is gone: remove (or mark stale) the tool if it is ours."""
         self._keys.pop(tool_id, None)
         self._wanted.pop(tool_id, None)
         self._conflicts.discard(tool_id)
+        self._release_claim(tool_id)
         self._held.discard(tool_id)
         if self.mode is RemovalMode.DELETE:
             if await self.repository.delete_registration(tool_id, reason, owner=self.owner):
                 self.metrics.applied.labels(self._label, "removed").inc()
                 logger.info("%s: removed tool %r (%s)", self._label, tool_id, reason)
             return
-        if await self.repository.get_owner(tool_id) == self.owner and (
-            await self.repository.update_heartbeat(tool_id, EPOCH)
-        ):
+        if await self.repository.expire_heartbeat(tool_id, self.owner, EPOCH):
             self.metrics.applied.labels(self._label, "marked_stale").inc()
             logger.info("%s: marked tool %r stale (%s)", self._label, tool_id, reason)

@@ -41,6 +41,7 @@ def bridges_from_settings(
             ttl_seconds=settings.ttl_seconds,
             max_json_bytes=settings.max_json_bytes,
             metrics=metrics,
+            claim_hold_seconds=settings.claim_hold_seconds,
         )
         for source in sources
     ]

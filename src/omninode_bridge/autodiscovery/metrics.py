@@ -38,6 +38,19 @@ class BridgeMetrics:
             ["source"],
             registry=r,
         )
+        self.claims_held = Counter(
+            "toolreg_autodiscovery_claims_held_total",
+            "Announcements of a tool_id that another owner released within the hold: "
+            "not claimed without an admin's consent (toolreg autodiscover allow).",
+            ["source"],
+            registry=r,
+        )
+        self.held_claims = Gauge(
+            "toolreg_autodiscovery_held_claims",
+            "Announced tool_ids whose claim is held now, waiting for consent.",
+            ["source"],
+            registry=r,
+        )
         self.resyncs = Counter(
             "toolreg_autodiscovery_resyncs_total",
             "Full list-and-reconcile passes completed, by cause (start, history_lost).",

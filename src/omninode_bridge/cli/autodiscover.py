@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from omninode_bridge.cli.claims import allow, status
 from omninode_bridge.cli.common import console, run_async, settings_from
 from omninode_bridge.errors import ConfigurationError, MigrationError
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
@@ -25,6 +26,9 @@ app = typer.Typer(
     help="Register the tools that announce themselves in a discovery service (etcd, Consul).",
     no_args_is_help=True,
 )
+# Claims of released tool_ids: what sources hold and what waits for consent (cli/claims.py).
+app.command("status")(status)
+app.command("allow")(allow)
 
 
 async def _check_schema(client: PostgresClient, settings: Settings) -> None:
@@ -66,6 +70,7 @@ async def _run(
             ttl_seconds=settings.ttl_seconds,
             max_json_bytes=settings.max_json_bytes,
             metrics=metrics,
+            claim_hold_seconds=settings.claim_hold_seconds,
         )
         server = None
         if metrics_port is not None:

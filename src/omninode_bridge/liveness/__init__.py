@@ -16,6 +16,7 @@ from omninode_bridge.liveness.checker import (
 )
 from omninode_bridge.liveness.history import HealthHistory, ToolHealth
 from omninode_bridge.liveness.leader import (
+    LEASE_NAME,
     LIVENESS_LOCK_KEY,
     Fence,
     LeaderElection,
@@ -25,12 +26,15 @@ from omninode_bridge.liveness.metrics import LivenessMetrics
 from omninode_bridge.liveness.probe import ProbeResult, make_check_client, probe
 from omninode_bridge.liveness.reaper import DueTool, Reaper, ReapReport
 from omninode_bridge.liveness.runner import LivenessRunner
+from omninode_bridge.liveness.scheduler import CheckScheduler
 
 __all__ = [
+    "LEASE_NAME",
     "LIVENESS_LOCK_KEY",
     "AntiFlap",
     "CheckReport",
     "CheckResult",
+    "CheckScheduler",
     "CheckState",
     "CheckStatus",
     "DueTool",

@@ -7,12 +7,15 @@ other sequence keeps its status, so fail, fail, pass, fail... never flips. A
 tool starts ``passing`` (its registration vouches for it) and a tool without
 a ``health_endpoint`` is ``unknown``: heartbeats alone decide for it.
 
-A pass (:meth:`HealthChecker.run_pass`) reads every tool's check state, probes
-the health endpoints concurrently (``TOOLREG_CHECK_CONCURRENCY`` at a time,
-``TOOLREG_CHECK_TIMEOUT_SECONDS`` each), and stores all results in one
-statement. A row is stored only if its state is still the one the pass read
-(another pass, e.g. ``toolreg check`` beside the server, may have moved it);
-each change to or from ``critical`` is a change-feed event in that statement.
+A pass (:meth:`HealthChecker.run_pass`, what ``toolreg check`` runs) reads every
+tool's check state, probes the health endpoints concurrently
+(``TOOLREG_CHECK_CONCURRENCY`` at a time, ``TOOLREG_CHECK_TIMEOUT_SECONDS`` each),
+and stores all results in one statement. The server's leader does not run
+passes: it schedules each tool's checks on its own (scheduler.py) and stores
+results with :meth:`HealthChecker.store`. A row is stored only if its state is
+still the one the pass read (another pass, e.g. ``toolreg check`` beside the
+server, may have moved it); each change to or from ``critical`` is a
+change-feed event in that statement.
 """
 
 from __future__ import annotations
@@ -215,17 +218,24 @@ class HealthChecker:
                     row["generation"],
                 )
             )
-        recorded = await self._store(
+        recorded = await self.store(
             [(r, g) for r, g in planned if r.probe is not None or r.after != r.before], fence
         )
         report = CheckReport(
             [replace(r, recorded=r.tool_id in recorded) for r, _ in planned],
             time.perf_counter() - started,
         )
-        self._observe(report)
+        self.observe(report.results)
+        self.metrics.check_pass_seconds.set(report.seconds)
         return report
 
-    async def _store(self, writes: list[tuple[CheckResult, int]], fence: Fence | None) -> set[str]:
+    async def store(self, writes: list[tuple[CheckResult, int]], fence: Fence | None) -> set[str]:
+        """Store results computed from the states of the generations given, in one statement.
+
+        Returns the ids stored: a tool whose state moved meanwhile (another
+        writer) or that was removed is left out. With ``fence``, nothing is
+        stored once this process no longer leads (LeadershipLostError).
+        """
         if not writes:
             return set()
         results = [r for r, _ in writes]
@@ -248,9 +258,10 @@ class HealthChecker:
         )
         return set(fenced_ids(row, "health checks"))
 
-    def _observe(self, report: CheckReport) -> None:
+    def observe(self, results: list[CheckResult]) -> None:
+        """Count the probes and log and count the transitions stored."""
         m = self.metrics
-        for r in report.results:
+        for r in results:
             if r.probe is not None:
                 m.checks.labels("success" if r.probe.ok else "failure").inc()
                 m.check_latency.observe(r.probe.latency)
@@ -262,4 +273,3 @@ class HealthChecker:
                     r.after.status.value,
                     r.probe.error if r.probe is not None and r.probe.error else "checks passing",
                 )
-        m.check_pass_seconds.set(report.seconds)

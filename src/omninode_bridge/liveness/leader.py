@@ -1,20 +1,32 @@
-"""One leader among replicas: a PostgreSQL session advisory lock on a dedicated connection.
+"""One leader among replicas: a lease the leader renews, fenced by a generation number.
 
-Every ``toolreg serve`` process runs a :class:`LeaderElection`. Each opens one
-connection of its own (never from the pool: a session lock must live exactly
-as long as the session that holds it) and waits for the lock with
-``pg_advisory_lock`` in slices of ``lock_timeout``. PostgreSQL grants it to one
-session at a time, so two leaders are impossible; when the leader's process
-dies, its backend sees the socket close, ends, and the lock passes to the next
-waiter at once (no polling delay). A waiter whose slice runs out simply waits
-again: the slice doubles as a check that its own connection still works.
+Leadership is the row ``liveness`` of ``liveness_leases``: a generation, a
+holder and an expiry, all judged on the database clock. The leader renews it
+every ``renew_every`` seconds (the shorter of the liveness interval and a third
+of the lease). A leader that stops renewing (dead, stopped by SIGSTOP, stuck,
+or cut off from the database) loses leadership when its lease expires: a
+replica that finds the lease expired takes it over with the next generation.
 
-The leader probes its connection every ``interval``; on a failed probe or a
-closed connection it steps down (cancels its work) and starts over. Server-side
-TCP keepalives end a leader's session that went silent (a partition, a host
-gone) after about ``2 * interval + 3`` seconds, later than the leader's own
-step-down. Writes of the leader's passes are fenced as well (``Fence``): they
-take effect only while its backend still holds the lock.
+Every write of the leader's passes carries its generation (:class:`Fence`)
+and takes effect only while that generation holds an unexpired lease, so the
+writes of a deposed leader are rejected by the database whatever the leader
+believes. The leader also keeps its own deadline on the monotonic clock (the
+moment it sent its last successful renewal plus the lease, never later than
+the database's expiry): a leader that wakes from a freeze finds its deadline
+passed and does no work before it has renewed, which fails once another
+generation holds the lease; it then steps down.
+
+The advisory lock stays, for what a lease cannot do: hand over at once. Each
+candidate waits for ``pg_advisory_lock`` on a dedicated connection (sliced by
+``lock_timeout``), and a lease taken by a lock holder records its backend pid.
+When that leader's session ends (the process crashed, was killed, or closed
+it), PostgreSQL grants the lock to the next waiter at once, and that waiter may
+take the lease at once because its holder no longer holds the lock: takeover
+after SIGKILL stays in the milliseconds instead of waiting out the lease. A
+frozen leader's session stays open and so does its lock, which is why the
+lock alone could stall the cluster: waiters whose slice runs out check the
+lease and take it over when it expired, lock or no lock (``holder_pid`` is
+then ``NULL``, and only the expiry frees that lease).
 """
 
 from __future__ import annotations
@@ -22,9 +34,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -36,6 +49,7 @@ from omninode_bridge.services.postgres_client import describe_dsn
 from omninode_bridge.services.sql import load_queries
 
 __all__ = [
+    "LEASE_NAME",
     "LIVENESS_LOCK_KEY",
     "Fence",
     "LeaderElection",
@@ -46,22 +60,58 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 Q = load_queries("liveness.sql")
-# Key of the advisory lock held by the liveness leader ("toollive").
+# Key of the advisory lock the liveness candidates queue on ("toollive").
 LIVENESS_LOCK_KEY = 0x746F6F6C_6C697665
+LEASE_NAME = "liveness"
 Lead = Callable[["Fence"], Coroutine[Any, Any, None]]
 _DRIVER_ERRORS = (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
-@dataclass(frozen=True, slots=True)
 class Fence:
-    """The leader's credential: the backend ``pid`` that holds the advisory lock ``key``."""
+    """The leader's credential: the lease ``generation`` its writes carry.
 
-    pid: int
-    key: int = LIVENESS_LOCK_KEY
+    :meth:`valid` says whether this process may still act as the leader by its
+    own monotonic clock (its last renewal plus the lease); the database decides
+    for the writes themselves. Equal when generation and name are.
+    """
+
+    __slots__ = ("_deadline", "generation", "name")
+
+    def __init__(self, generation: int, name: str = LEASE_NAME, deadline: float = math.inf) -> None:
+        self.generation = generation
+        self.name = name
+        self._deadline = deadline
+
+    def valid(self) -> bool:
+        """True until the local deadline (monotonic clock) passes or the term ends."""
+        return time.monotonic() < self._deadline
+
+    def remaining(self) -> float:
+        """Seconds left before the local deadline (negative once it passed)."""
+        return self._deadline - time.monotonic()
+
+    def extend(self, deadline: float) -> None:
+        """A renewal succeeded: valid until ``deadline`` (monotonic seconds)."""
+        self._deadline = max(self._deadline, deadline)
+
+    def revoke(self) -> None:
+        """The term ended: never valid again."""
+        self._deadline = -math.inf
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Fence):
+            return NotImplemented
+        return (self.generation, self.name) == (other.generation, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.generation, self.name))
+
+    def __repr__(self) -> str:
+        return f"Fence(generation={self.generation}, name={self.name!r})"
 
 
 class LeadershipLostError(OmniNodeBridgeError):
-    """A fenced write found that its leader no longer holds the lock: nothing was written."""
+    """A fenced write found that its leader no longer holds the lease: nothing was written."""
 
 
 def fenced_ids(row: asyncpg.Record | None, what: str) -> list[str]:
@@ -72,20 +122,20 @@ def fenced_ids(row: asyncpg.Record | None, what: str) -> list[str]:
     return list(row["tool_ids"])
 
 
-def fence_args(fence: Fence | None) -> tuple[int | None, int]:
-    """The ``(pid, key)`` bind parameters of a fenced statement; no fence: ``(None, key)``."""
+def fence_args(fence: Fence | None) -> tuple[int | None, str]:
+    """The ``(generation, name)`` bind parameters of a fenced statement (``None``: unfenced)."""
     if fence is None:
-        return None, LIVENESS_LOCK_KEY
-    return fence.pid, fence.key
+        return None, LEASE_NAME
+    return fence.generation, fence.name
 
 
 class LeaderElection:
-    """Campaigns for the liveness lock forever and runs ``lead(fence)`` while holding it.
+    """Campaigns for the liveness lease forever and runs ``lead(fence)`` while holding it.
 
-    ``interval`` bounds how long a lost connection goes unnoticed by the
-    leader, and how long a waiter's lock wait lasts before it checks its own
-    connection. ``is_leader`` and the ``toolreg_liveness_leader`` gauge say
-    whether this process leads now.
+    ``lease`` is how long leadership outlives the last renewal; renewals come
+    every ``renew_every`` seconds (``min(interval, lease / 3)``), which is also
+    how often a waiter looks at the lease. ``is_leader`` and the
+    ``toolreg_liveness_leader`` gauge say whether this process leads now.
     """
 
     def __init__(
@@ -93,23 +143,29 @@ class LeaderElection:
         dsn: str,
         *,
         interval: float,
+        lease: float,
         connect_timeout: float,
         metrics: LivenessMetrics,
         key: int = LIVENESS_LOCK_KEY,
+        name: str = LEASE_NAME,
         retry_delay: float | None = None,
     ) -> None:
         self.dsn = dsn
         self.interval = interval
+        self.lease = lease
+        self.renew_every = min(interval, lease / 3)
         self.connect_timeout = connect_timeout
         self.metrics = metrics
         self.key = key
+        self.name = name
         self.retry_delay = retry_delay if retry_delay is not None else min(interval, 1.0)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"[:255]
         self._fence: Fence | None = None
         self._where = describe_dsn(dsn)
 
     @property
     def is_leader(self) -> bool:
-        return self._fence is not None
+        return self._fence is not None and self._fence.valid()
 
     @property
     def fence(self) -> Fence | None:
@@ -119,7 +175,7 @@ class LeaderElection:
     async def run(self, lead: Lead) -> None:
         """Campaign, lead, step down and campaign again, until cancelled.
 
-        ``lead`` runs as a task while this process holds the lock and is
+        ``lead`` runs as a task while this process holds the lease and is
         cancelled when it loses it; it is expected to run until cancelled.
         """
         failures = 0
@@ -127,9 +183,11 @@ class LeaderElection:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await self._connect()
-                await self._acquire(conn)
+                term = await self._campaign(conn)
                 failures = 0
-                await self._hold(conn, lead)
+                await self._hold(conn, term, lead)
+            except LeadershipLostError as exc:
+                logger.warning("liveness leader deposed: %s", exc)
             except OmniNodeBridgeError as exc:
                 failures += 1
                 logger.warning("liveness leader election: %s; retrying", exc)
@@ -137,14 +195,14 @@ class LeaderElection:
                 failures += 1
                 logger.exception("liveness leader election failed; retrying")
             finally:
-                self._step_down()
+                fence = self._step_down()
                 if conn is not None:
-                    await self._close(conn)
+                    await self._close(conn, fence)
             # Back off while the database stays out of reach, up to one interval.
             await asyncio.sleep(min(self.interval, self.retry_delay * 2 ** min(failures, 16)))
 
     def _server_settings(self) -> dict[str, str]:
-        millis = max(1, math.ceil(self.interval * 1000))
+        millis = max(1, math.ceil(self.renew_every * 1000))
         keepalive_idle = max(1, math.ceil(2 * self.interval))
         return {
             "application_name": "omninode-bridge-leader",
@@ -171,43 +229,105 @@ class LeaderElection:
         except (*_DRIVER_ERRORS, ValueError) as exc:
             raise translate(exc, self._where) from exc
 
-    async def _acquire(self, conn: asyncpg.Connection) -> None:
-        # Each wait is bounded by lock_timeout server-side and by a client-side
-        # timeout a little longer, in case the server itself went silent.
+    async def _campaign(self, conn: asyncpg.Connection) -> Fence:
+        """Wait for the lock (in slices) and the lease; the fence of the lease taken."""
+        locked = False
         while True:
-            try:
-                await conn.fetchval(
-                    Q["lead"], self.key, timeout=self.interval + self.connect_timeout
-                )
-                return
-            except asyncpg.LockNotAvailableError:
-                continue  # another process leads; wait again
-            except _DRIVER_ERRORS as exc:
-                raise translate(exc, self._where) from exc
+            if not locked:
+                try:
+                    # Bounded by lock_timeout server-side and by a client-side
+                    # timeout a little longer, in case the server went silent.
+                    await conn.fetchval(
+                        Q["lead"], self.key, timeout=self.renew_every + self.connect_timeout
+                    )
+                    locked = True
+                except asyncpg.LockNotAvailableError:
+                    pass  # the slice ran out: look at the lease (a frozen holder)
+                except _DRIVER_ERRORS as exc:
+                    raise translate(exc, self._where) from exc
+            fence = await self._try_lease(conn, locked)
+            if fence is not None:
+                return fence
+            if locked:  # holding the lock while another leads by lease: look again later
+                await asyncio.sleep(self.renew_every)
 
-    async def _probe(self, conn: asyncpg.Connection, pid: int) -> None:
+    async def _try_lease(self, conn: asyncpg.Connection, locked: bool) -> Fence | None:
+        sent = time.monotonic()
+        pid = conn.get_server_pid() if locked else None
         try:
-            seen = await conn.fetchval(Q["probe"], timeout=self.interval)
+            generation = await conn.fetchval(
+                Q["lease_acquire"],
+                self.name,
+                self.holder,
+                self.lease,
+                pid,
+                self.key,
+                timeout=self.lease,
+            )
+        except asyncpg.LockNotAvailableError:
+            # The leader's fenced writes hold the row while they run (lock_timeout
+            # of this session ran out): it is held, look again next slice.
+            return None
         except _DRIVER_ERRORS as exc:
             raise translate(exc, self._where) from exc
-        if seen != pid:
-            raise RegistryUnavailableError(f"leader session on {self._where} was replaced")
+        if generation is None:
+            return None
+        # The database's expiry is its clock at execution plus the lease, never
+        # earlier than this process's send time plus the lease.
+        return Fence(int(generation), self.name, sent + self.lease)
 
-    async def _hold(self, conn: asyncpg.Connection, lead: Lead) -> None:
-        pid = conn.get_server_pid()
+    async def _renew(self, conn: asyncpg.Connection, fence: Fence) -> None:
+        sent = time.monotonic()
+        # Renewals may wait behind fenced writes in flight (they hold the row
+        # FOR SHARE). Past the local deadline (a frozen process waking up) the
+        # database may still hold the lease (its expiry is never earlier), or
+        # answer that it is gone: ask it, briefly.
+        budget = max(fence.remaining(), self.renew_every)
+        try:
+            renewed = await conn.fetchval(
+                Q["lease_renew"], fence.name, fence.generation, self.lease, timeout=budget
+            )
+        except asyncpg.LockNotAvailableError:
+            # A long fenced write holds the row past this session's lock_timeout:
+            # try again next period, as long as the lease lasts.
+            if fence.valid():
+                logger.debug("liveness lease renewal waited too long for the row; retrying")
+                return
+            raise LeadershipLostError(
+                f"lease {fence.name!r} generation {fence.generation} could not be renewed "
+                "before it ran out; stepping down"
+            ) from None
+        except _DRIVER_ERRORS as exc:
+            raise translate(exc, self._where) from exc
+        if renewed is None:
+            raise LeadershipLostError(
+                f"lease {fence.name!r} generation {fence.generation} expired or was taken over "
+                "(the database's clock decides); stepping down"
+            )
+        fence.extend(sent + self.lease)
+
+    async def _hold(self, conn: asyncpg.Connection, fence: Fence, lead: Lead) -> None:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
-        self._fence = Fence(pid, self.key)
+        self._fence = fence
         self.metrics.leader.set(1)
+        self.metrics.lease_generation.set(fence.generation)
         self.metrics.leader_changes.inc()
-        logger.info("liveness leader elected: backend pid %d, t=%.6f", pid, time.time())
-        work = asyncio.create_task(lead(self._fence), name="toolreg-liveness-lead")
+        logger.info(
+            "liveness leader elected: lease generation %d, backend pid %d, t=%.6f",
+            fence.generation,
+            conn.get_server_pid(),
+            time.time(),
+        )
+        work = asyncio.create_task(lead(fence), name="toolreg-liveness-lead")
         lost_wait = asyncio.create_task(lost.wait())
         work_raised = False
         try:
             while True:
                 done, _ = await asyncio.wait(
-                    {work, lost_wait}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED
+                    {work, lost_wait},
+                    timeout=self.renew_every,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if work in done:
                     work_raised = True
@@ -215,7 +335,11 @@ class LeaderElection:
                     raise RuntimeError("liveness work ended while leading")
                 if lost_wait in done:
                     raise RegistryUnavailableError(f"leader connection to {self._where} closed")
-                await self._probe(conn, pid)
+                try:
+                    await self._renew(conn, fence)
+                except LeadershipLostError:
+                    self.metrics.deposed.inc()
+                    raise
         finally:
             self._step_down()  # first: nothing may believe it leads any more
             work.cancel()
@@ -226,18 +350,26 @@ class LeaderElection:
                     "liveness work had failed as leadership ended", exc_info=work.exception()
                 )
 
-    def _step_down(self) -> None:
-        if self._fence is not None:
+    def _step_down(self) -> Fence | None:
+        fence, self._fence = self._fence, None
+        if fence is not None:
+            fence.revoke()
             logger.info(
-                "liveness leader stepped down: backend pid %d, t=%.6f", self._fence.pid, time.time()
+                "liveness leader stepped down: lease generation %d, t=%.6f",
+                fence.generation,
+                time.time(),
             )
-        self._fence = None
         self.metrics.leader.set(0)
+        return fence
 
-    async def _close(self, conn: asyncpg.Connection) -> None:
-        # Closing the session releases the lock at once, so a waiting replica
-        # takes over without waiting for anything.
+    async def _close(self, conn: asyncpg.Connection, fence: Fence | None) -> None:
+        # Releasing the lease and closing the session (which frees the lock)
+        # let a replica take over at once.
         try:
+            if fence is not None and not conn.is_closed():
+                await conn.execute(
+                    Q["lease_release"], fence.name, fence.generation, timeout=self.connect_timeout
+                )
             await asyncio.wait_for(conn.close(), timeout=self.connect_timeout)
         except asyncio.CancelledError:
             conn.terminate()

@@ -63,6 +63,24 @@ class LivenessMetrics:
             "How long the last complete health-check pass took.",
             registry=r,
         )
+        self.checks_in_flight = Gauge(
+            "toolreg_health_checks_in_flight",
+            "Active health checks in flight now (at most TOOLREG_CHECK_CONCURRENCY).",
+            registry=r,
+        )
+        self.check_delay = Histogram(
+            "toolreg_health_check_delay_seconds",
+            "How late a scheduled health check began after it fell due (waiting for a slot).",
+            buckets=CHECK_BUCKETS,
+            registry=r,
+        )
+        self.check_tools = Gauge(
+            "toolreg_health_check_tools",
+            "Tools with a health endpoint at the last read, by scheduling state: checked, "
+            "suspect (critical or hanging: at most half of the slots), stale (not checked).",
+            ["state"],
+            registry=r,
+        )
         self.passes = Counter(
             "toolreg_liveness_passes_total",
             "Liveness passes run by this process, by kind (reap, check).",
@@ -80,6 +98,16 @@ class LivenessMetrics:
             "1 while this process is the leader that runs the reaper and the checks.",
             registry=r,
         )
+        self.lease_generation = Gauge(
+            "toolreg_liveness_lease_generation",
+            "Generation of the liveness lease this process last held (its fencing token).",
+            registry=r,
+        )
+        self.deposed = Counter(
+            "toolreg_liveness_leader_deposed_total",
+            "Times this process stepped down because its lease expired or was taken over.",
+            registry=r,
+        )
         self.leader_changes = Counter(
             "toolreg_liveness_leader_elections_total",
             "Times this process became the leader.",
@@ -92,6 +120,8 @@ class LivenessMetrics:
             self.check_transitions.labels(kind)
         for kind in ("stale", "healthy"):
             self.heartbeat_transitions.labels(kind)
+        for state in ("checked", "suspect", "stale"):
+            self.check_tools.labels(state)
         for kind in ("reap", "check"):
             self.passes.labels(kind)
             self.pass_errors.labels(kind)

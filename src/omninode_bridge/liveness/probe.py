@@ -37,6 +37,7 @@ class ProbeResult:
     status: int | None
     latency: float
     error: str | None = None
+    timed_out: bool = False  # no answer within the timeout: the tool hangs
 
 
 class _Failed(Exception):
@@ -123,7 +124,9 @@ async def probe(
         async with asyncio.timeout(timeout):
             status = await _check(client, url, max_body_bytes, max_redirects)
     except TimeoutError:
-        error = f"no answer within {timeout:g}s"
+        return ProbeResult(
+            False, None, time.perf_counter() - started, f"no answer within {timeout:g}s", True
+        )
     except _Failed as exc:
         status, error = exc.status, str(exc)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:

@@ -158,6 +158,11 @@ class Reaper:
         pruned = 0
         if not dry_run:
             pruned = await self.feed.prune(self.settings.event_retention_seconds)
+            # Who held a released tool_id is needed for the claims' hold (the retention).
+            await self.client.execute(
+                Q["prune_releases"],
+                max(self.settings.event_retention_seconds, self.settings.retention_seconds),
+            )
         report = ReapReport(
             total=total,
             due=due,

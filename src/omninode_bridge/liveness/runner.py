@@ -1,14 +1,17 @@
-"""LivenessRunner: leader election and, while leading, the periodic reaper and check passes.
+"""LivenessRunner: leader election and, while leading, the reaper and the health checks.
 
-The server starts one per process. Every replica campaigns; only the leader
-runs passes: a reaper pass every ``TOOLREG_REAP_INTERVAL_SECONDS`` and a check
-pass every ``TOOLREG_CHECK_INTERVAL_SECONDS``, each starting at once on
-election. The waiters' lock wait is sliced by the shorter of the two intervals.
-A failed pass is logged and counted, and the next one runs on schedule.
+The server starts one per process. Every replica campaigns (see leader.py);
+only the leader works: a reaper pass every ``TOOLREG_REAP_INTERVAL_SECONDS``,
+starting at once on election, and the per-tool check schedule (scheduler.py).
+A failed pass is logged and counted, and the next one runs on schedule. No
+work begins while the leader's own deadline (its last lease renewal plus the
+lease) has passed: a leader waking from a freeze renews first, and steps
+down when that fails.
 
-Each pass is logged at debug level when it begins and when it ends, with the
-process id and wall-clock times (``liveness pass kind=... pid=... start=...
-end=...``), so that overlapping passes of two processes would show.
+Each reaper pass, and each statement that stores check results, is logged at
+debug level when it begins and when it ends, with the process id and
+wall-clock times (``liveness pass kind=... pid=... start=... end=...``), so
+that overlapping passes of two processes would show.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from omninode_bridge.liveness.leader import Fence, LeaderElection
 from omninode_bridge.liveness.metrics import LivenessMetrics
 from omninode_bridge.liveness.probe import make_check_client
 from omninode_bridge.liveness.reaper import Reaper
+from omninode_bridge.liveness.scheduler import CheckScheduler
 from omninode_bridge.services.postgres_client import PostgresClient
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 from omninode_bridge.settings import Settings
@@ -60,6 +64,7 @@ class LivenessRunner:
         self.http = make_check_client(settings)
         self.reaper = Reaper(client, settings, self.metrics)
         self.checker = HealthChecker(client, settings, self.http, self.metrics)
+        self.scheduler = CheckScheduler(self.checker)
         self.interval = min(settings.reap_interval_seconds, settings.check_interval_seconds)
         self.election: LeaderElection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -75,6 +80,7 @@ class LivenessRunner:
         self.election = LeaderElection(
             self.client.dsn,
             interval=self.interval,
+            lease=self.settings.leader_lease,
             connect_timeout=self.settings.connect_timeout,
             metrics=self.metrics,
         )
@@ -97,21 +103,24 @@ class LivenessRunner:
         s = self.settings
         async with asyncio.TaskGroup() as group:
             group.create_task(
-                self._every("reap", s.reap_interval_seconds, lambda: self._reap(fence))
+                self._every("reap", s.reap_interval_seconds, fence, lambda: self._reap(fence))
             )
-            group.create_task(
-                self._every("check", s.check_interval_seconds, lambda: self._check(fence))
-            )
+            group.create_task(self.scheduler.run(fence), name="toolreg-checks")
 
     async def _reap(self, fence: Fence) -> None:
         await self.reaper.run_pass(fence=fence)
 
-    async def _check(self, fence: Fence) -> None:
-        await self.checker.run_pass(fence=fence)
-
-    async def _every(self, kind: str, interval: float, run: Callable[[], Awaitable[None]]) -> None:
+    async def _every(
+        self, kind: str, interval: float, fence: Fence, run: Callable[[], Awaitable[None]]
+    ) -> None:
         pid = os.getpid()
         while True:
+            if not fence.valid():
+                # Past the lease by this process's own clock (it was frozen, or
+                # renewals stall): no work until a renewal succeeds, or the
+                # election steps down and cancels this task.
+                await asyncio.sleep(min(interval, 0.05))
+                continue
             began = time.monotonic()
             start = time.time()
             logger.debug("liveness pass begins kind=%s pid=%d start=%.6f", kind, pid, start)

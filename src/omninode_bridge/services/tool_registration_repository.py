@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ from omninode_bridge.errors import (
     QueryTimeoutError,
     RegistryOverloadedError,
     ToolAlreadyRegisteredError,
+    ToolOwnedBySourceError,
     ValidationFailedError,
 )
 from omninode_bridge.models import (
@@ -38,6 +39,7 @@ from omninode_bridge.models import (
     ToolQuery,
 )
 from omninode_bridge.models.fields import TOOL_ID_PATTERN, check_json_object
+from omninode_bridge.models.status import ModelToolRegistrationWithHealth
 from omninode_bridge.services.change_feed import ChangeFeed
 from omninode_bridge.services.cursors import decode_page_cursor, encode_page_cursor
 from omninode_bridge.services.postgres_client import PostgresClient
@@ -46,7 +48,10 @@ from omninode_bridge.services.sql import load_queries
 __all__ = ["ToolRegistrationRepository"]
 
 Q = load_queries("tool_registrations.sql")
+# Bounds of a heartbeat_time, judged on the database clock in the statement
+# (tool_registrations.sql spells them out too).
 MAX_FUTURE_HEARTBEAT = timedelta(minutes=1)
+MAX_PAST_HEARTBEAT = timedelta(days=30)
 _TOOL_ID = re.compile(TOOL_ID_PATTERN)
 
 
@@ -80,16 +85,34 @@ def _pydantic_errors(exc: ValidationError) -> ValidationFailedError:
 
 
 def _heartbeat_time(value: datetime | None) -> datetime | None:
+    """``value`` made timezone-aware (naive means local time); its bounds are the database's."""
     if value is None:
         return None
     if not isinstance(value, datetime):
         raise ValidationFailedError([("heartbeat_time", "must be a datetime")])
-    aware = value.astimezone() if value.tzinfo is None else value  # naive means local time
-    if aware - datetime.now(UTC) > MAX_FUTURE_HEARTBEAT:
+    if value.tzinfo is not None:
+        return value
+    try:
+        return value.astimezone()
+    except (ValueError, OverflowError):  # datetime.min or .max read as local time
         raise ValidationFailedError(
-            [("heartbeat_time", f"{aware.isoformat()} is more than a minute in the future")]
-        )
-    return aware
+            [("heartbeat_time", f"{value.isoformat()} is out of range")]
+        ) from None
+
+
+def _out_of_bounds(when: datetime, verdict: str, db_now: datetime) -> ValidationFailedError:
+    if verdict == "future":
+        limit = f"more than {MAX_FUTURE_HEARTBEAT.total_seconds():g} seconds in the future"
+    else:
+        limit = f"more than {MAX_PAST_HEARTBEAT.days} days in the past"
+    return ValidationFailedError(
+        [
+            (
+                "heartbeat_time",
+                f"{when.isoformat()} is {limit} (database clock: {db_now.isoformat()})",
+            )
+        ]
+    )
 
 
 def _create_args(reg: ModelToolRegistrationCreate) -> tuple[Any, ...]:
@@ -139,14 +162,39 @@ class ToolRegistrationRepository:
         row = await self.client.fetchrow(Q["get_registration"], tool_id)
         return ModelToolRegistration.from_row(row) if row is not None else None
 
+    async def get_registration_with_health(
+        self, tool_id: str, ttl_seconds: float
+    ) -> ModelToolRegistrationWithHealth | None:
+        """The registration of ``tool_id`` with its health now (one statement); ``None`` if absent.
+
+        Heartbeat freshness is judged on the database clock against ``ttl_seconds``.
+        """
+        if not could_be_registered(tool_id):
+            return None
+        row = await self.client.fetchrow(
+            Q["get_registration_with_health"], tool_id, float(ttl_seconds)
+        )
+        return ModelToolRegistrationWithHealth.from_health_row(row) if row is not None else None
+
     async def update_registration(
-        self, tool_id: str, update: ModelToolRegistrationUpdate, *, owner: str | None = None
+        self,
+        tool_id: str,
+        update: ModelToolRegistrationUpdate,
+        *,
+        owner: str | None = None,
+        writer: str | None = None,
+        take_over: bool = False,
     ) -> ModelToolRegistration | None:
         """Change the fields ``update`` sets (JSONB fields replaced whole); ``None`` if absent.
 
         An update that sets nothing writes nothing and returns the current row.
         With ``owner``, the tool is changed only if that is its owner, checked
         in the same statement (``None`` otherwise: absent or not owned).
+
+        With ``writer`` (who writes, e.g. an admin's ``token:<id>``), a tool
+        that an auto-discovery source other than ``writer`` owns is not
+        changed: ToolOwnedBySourceError naming the source, decided in the same
+        statement. ``take_over`` changes it anyway and makes ``writer`` its owner.
         """
         if update.is_empty or not could_be_registered(tool_id):
             return await self.get_registration(tool_id)
@@ -161,27 +209,68 @@ class ToolRegistrationRepository:
             "health_endpoint" in fields,
             update.health_endpoint,
             owner,
+            writer is not None and not take_over,
+            writer,
+            take_over,
         )
+        if row is None and writer is not None and not take_over:
+            await self._refuse_if_source_owned(tool_id, writer)
         return ModelToolRegistration.from_row(row) if row is not None else None
+
+    async def _refuse_if_source_owned(self, tool_id: str, writer: str) -> None:
+        """After a protected write changed nothing: ToolOwnedBySourceError if that is why."""
+        holder = await self.get_owner(tool_id)
+        if holder is not None and holder.startswith("source:") and holder != writer:
+            raise ToolOwnedBySourceError(tool_id, holder)
 
     async def update_heartbeat(self, tool_id: str, heartbeat_time: datetime | None = None) -> bool:
         """Record a heartbeat now (database clock) or at ``heartbeat_time``; ``False`` if absent.
 
-        A ``heartbeat_time`` more than a minute in the future is rejected; a
-        naive one is read as local time.
+        ``heartbeat_time`` must lie within the bounds judged on the database
+        clock in the statement itself: at most ``MAX_FUTURE_HEARTBEAT`` (a
+        minute) ahead and ``MAX_PAST_HEARTBEAT`` (30 days) back; otherwise
+        ValidationFailedError, and nothing is written. A naive one is read as
+        local time. The heartbeat may move backwards: the row then holds the
+        earlier time, and discovery follows it.
         """
         when = _heartbeat_time(heartbeat_time)
         if not could_be_registered(tool_id):
+            await self._heartbeat_slow([], when, None)  # still judge the time
             return False
         status = await self.client.execute(Q["update_heartbeat"], tool_id, when)
-        return status.endswith(" 1")
+        if status.endswith(" 1"):
+            return True
+        return bool(await self._heartbeat_slow([tool_id], when, None))
 
     async def update_heartbeat_owned(self, tool_id: str, owner: str) -> bool:
         """Heartbeat ``tool_id`` now if ``owner`` owns it; ``False`` if absent or not owned."""
         if not could_be_registered(tool_id):
             return False
         status = await self.client.execute(Q["update_heartbeat_owned"], tool_id, owner)
-        return status.endswith(" 1")
+        if status.endswith(" 1"):
+            return True
+        return bool(await self._heartbeat_slow([tool_id], None, owner))
+
+    async def expire_heartbeat(self, tool_id: str, owner: str, at: datetime) -> bool:
+        """Set the heartbeat of a tool ``owner`` owns to ``at``, bounds aside; ``False`` if not.
+
+        For an auto-discovery source whose announcement went (the tool then
+        reads unhealthy at once); the move backwards reaches discovery at once.
+        """
+        if not could_be_registered(tool_id):
+            return False
+        return bool(await self._heartbeat_slow([tool_id], at, owner, bounded=False))
+
+    async def _heartbeat_slow(
+        self, tool_ids: list[str], when: datetime | None, owner: str | None, *, bounded: bool = True
+    ) -> list[str]:
+        """Heartbeats the fast statements left (see heartbeat_slow); the ids written."""
+        row = await self.client.fetchrow(Q["heartbeat_slow"], tool_ids, when, owner, bounded)
+        assert row is not None  # a SELECT of scalars always returns one row
+        if row["verdict"] != "ok":
+            assert when is not None
+            raise _out_of_bounds(when, row["verdict"], row["db_now"])
+        return list(row["tool_ids"])
 
     async def list_all_registrations(
         self, node_type: str | NodeType | None = None
@@ -235,6 +324,8 @@ class ToolRegistrationRepository:
         *,
         owner: str | None = None,
         owned_only: bool = False,
+        protect_sources: bool = False,
+        take_over: bool = False,
     ) -> tuple[ModelToolRegistration, bool]:
         """Create or replace ``registration`` (a restarting tool); ``True`` when it was created.
 
@@ -243,14 +334,24 @@ class ToolRegistrationRepository:
         ``owner`` is recorded only when the tool is created. With
         ``owned_only``, an existing tool is replaced only if ``owner`` owns it,
         decided in the same statement as the write (no race can slip between):
-        otherwise PermissionDeniedError and nothing is written.
+        otherwise PermissionDeniedError and nothing is written. With
+        ``protect_sources``, a tool that an auto-discovery source other than
+        ``owner`` owns is not replaced either (ToolOwnedBySourceError naming
+        it); ``take_over`` replaces any tool and makes ``owner`` its owner.
         """
-        if owned_only and owner is None:
-            raise ValidationFailedError([("owner", "is required with owned_only")])
+        if (owned_only or take_over) and owner is None:
+            raise ValidationFailedError([("owner", "is required with owned_only or take_over")])
         row = await self.client.fetchrow(
-            Q["upsert_registration"], *_create_args(registration), owner, owned_only
+            Q["upsert_registration"],
+            *_create_args(registration),
+            owner,
+            owned_only,
+            protect_sources and not take_over,
+            take_over,
         )
         if row is None:
+            if protect_sources and owner is not None:
+                await self._refuse_if_source_owned(registration.tool_id, owner)
             raise PermissionDeniedError(
                 f"tool {registration.tool_id!r} is registered by another owner"
             )
@@ -286,7 +387,10 @@ class ToolRegistrationRepository:
     async def update_heartbeats(
         self, tool_ids: Sequence[str], heartbeat_time: datetime | None = None
     ) -> list[str]:
-        """Heartbeat many tools in one statement; returns the ids that are not registered."""
+        """Heartbeat many tools (one statement, usually); returns the ids that are not registered.
+
+        ``heartbeat_time`` as in :meth:`update_heartbeat`.
+        """
         if isinstance(tool_ids, str):
             raise ValidationFailedError(
                 [("tool_ids", "must be a list of tool ids, not one string")]
@@ -294,10 +398,13 @@ class ToolRegistrationRepository:
         wanted = list(dict.fromkeys(tool_ids))
         when = _heartbeat_time(heartbeat_time)
         possible = [i for i in wanted if could_be_registered(i)]
-        if not possible:
-            return wanted
-        rows = await self.client.fetch(Q["update_heartbeats"], possible, when)
-        found = {row["tool_id"] for row in rows}
+        found: set[str] = set()
+        if possible:
+            rows = await self.client.fetch(Q["update_heartbeats"], possible, when)
+            found = {row["tool_id"] for row in rows}
+        left = [i for i in possible if i not in found]
+        if left or (when is not None and not possible):  # backwards, absent, or out of bounds
+            found.update(await self._heartbeat_slow(left, when, None))
         return [i for i in wanted if i not in found]
 
     async def update_heartbeats_owned(
@@ -318,6 +425,9 @@ class ToolRegistrationRepository:
         if denied:
             return [], [i for i in wanted if i in denied]
         updated = set(row["updated"])
+        left = [i for i in possible if i not in updated]
+        if left:  # absent, or a heartbeat in the future moving back to now
+            updated.update(await self._heartbeat_slow(left, None, owner))
         return [i for i in wanted if i not in updated], []
 
     async def get_owner(self, tool_id: str) -> str | None:

@@ -198,7 +198,7 @@ async def test_exclusion_hook_keeps_a_tool_out(
         return "good" not in service.index
 
     await until(service, gone, 2.0)
-    with pytest.raises(NoRoutableToolError, match=r"excluded \(sick: health check: critical\)"):
+    with pytest.raises(NoRoutableToolError, match=r"critical \(failing health checks\) \(sick\)"):
         await service.route_request("stamp", {})
     assert service.clear_excluded("sick") is True
     assert (await service.route_request("stamp", {}))["tool"] == "sick"

@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from omninode_bridge.api.auth import Reader
+from omninode_bridge.api.auth import Reader, until_revoked
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.errors import OmniNodeBridgeError
 from omninode_bridge.models import ChangeEvent
@@ -70,26 +70,12 @@ async def changes(
         # A pruned cursor, or one ahead of the feed, is a 410 before streaming.
         await state.repository.feed.changes(cursor, 1)
     events = state.hub.subscribe(cursor)
-    recheck = state.settings.stream_token_recheck_seconds
-
-    async def token_revoked() -> None:
-        """Returns once the stream's token is revoked (never, for a stream without one)."""
-        if principal is None:
-            await asyncio.Event().wait()
-            return
-        while True:
-            await asyncio.sleep(recheck)
-            try:
-                if not await state.tokens.is_active(principal.token_id):
-                    return
-            except OmniNodeBridgeError:
-                continue  # the database is away: the feed's own loss ends the stream
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
         pending: asyncio.Task[ChangeEvent] | None = None
         stopping = asyncio.ensure_future(state.stopping.wait())
-        revoked = asyncio.ensure_future(token_revoked())
+        revoked = asyncio.ensure_future(until_revoked(state, principal))
         try:
             while not await request.is_disconnected():
                 if pending is None:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Path
 
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State, problems
-from omninode_bridge.errors import NoRoutableToolError
 from omninode_bridge.models import ModelToolRegistration
 
 router = APIRouter(prefix="/v1", tags=["discovery"])
@@ -22,9 +21,10 @@ OperationPath = Annotated[
 async def discover(operation: OperationPath, state: State, _: Reader) -> ModelToolRegistration:
     """A routable tool for ``operation``: it lists the operation, has an endpoint for it,
     heartbeats within the TTL, and is neither critical nor ejected. Successive calls
-    spread over the routable tools. 404 when there is none.
+    spread over the routable tools. 404 when there is none, saying how many tools declare
+    the operation and why the first few are not routable (``tools[].reason``).
     """
     tool = await state.discovery.discover_tool(operation)
     if tool is None:
-        raise NoRoutableToolError(operation)
+        raise await state.discovery.no_routable_tool(operation)
     return tool

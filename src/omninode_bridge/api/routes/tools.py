@@ -32,6 +32,7 @@ from omninode_bridge.models import (
 )
 from omninode_bridge.models.fields import TOOL_ID_PATTERN
 from omninode_bridge.models.query import MAX_PAGE_SIZE
+from omninode_bridge.models.status import ModelToolRegistrationWithHealth
 from omninode_bridge.services.tokens import Scope
 
 router = APIRouter(prefix="/v1", tags=["tools"])
@@ -70,9 +71,10 @@ async def list_tools(
 
 
 @router.get("/tools/{tool_id}", responses=problems(401, 404, 422))
-async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> ModelToolRegistration:
-    """One tool's registration."""
-    found = await state.repository.get_registration(tool_id)
+async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> ModelToolRegistrationWithHealth:
+    """One tool's registration, with its health now: heartbeat freshness (TTL, database
+    clock) and the active checks' verdict (passing / critical since when)."""
+    found = await state.repository.get_registration_with_health(tool_id, state.settings.ttl_seconds)
     if found is None:
         raise ToolNotFoundError(tool_id)
     return found
@@ -96,14 +98,43 @@ def _owner_filter(principal: Writer) -> str | None:
     return None if principal.scope is Scope.ADMIN else principal.owner
 
 
-@router.patch("/tools/{tool_id}", responses=problems(400, 401, 403, 404, 413, 422))
+ForceQuery = Annotated[
+    bool,
+    Query(
+        description="Admin only: write over a tool that an auto-discovery source owns, "
+        "taking it over (the source leaves it alone from then on)."
+    ),
+]
+
+
+def _source_rules(principal: Writer, force: bool) -> tuple[str | None, bool]:
+    """``(writer, take_over)``: an admin's writes spare a source's tools unless forced.
+
+    Other tokens never reach a tool they do not own (the owner check refuses first).
+    """
+    if principal.scope is not Scope.ADMIN:
+        return None, False
+    return principal.owner, force
+
+
+@router.patch("/tools/{tool_id}", responses=problems(400, 401, 403, 404, 409, 413, 422))
 async def update_tool(
-    tool_id: ToolIdPath, body: ModelToolRegistrationUpdate, principal: Writer, state: State
+    tool_id: ToolIdPath,
+    body: ModelToolRegistrationUpdate,
+    principal: Writer,
+    state: State,
+    force: ForceQuery = False,
 ) -> ModelToolRegistration:
-    """Change the fields given; JSONB fields are replaced whole."""
+    """Change the fields given; JSONB fields are replaced whole.
+
+    409 when an auto-discovery source owns the tool (its next change would undo
+    this one): change it at the source, or, as an admin, take it over with
+    ``?force=true``.
+    """
+    writer, take_over = _source_rules(principal, force)
     for _ in range(WRITE_ATTEMPTS):
         updated = await state.repository.update_registration(
-            tool_id, body, owner=_owner_filter(principal)
+            tool_id, body, owner=_owner_filter(principal), writer=writer, take_over=take_over
         )
         if updated is not None:
             return updated
@@ -115,7 +146,7 @@ async def update_tool(
     "/tools/{tool_id}",
     responses={
         201: {"model": ModelToolRegistration, "description": "Created"},
-        **problems(400, 401, 403, 413, 422),
+        **problems(400, 401, 403, 409, 413, 422),
     },
 )
 async def put_tool(
@@ -124,15 +155,24 @@ async def put_tool(
     principal: Writer,
     state: State,
     response: Response,
+    force: ForceQuery = False,
 ) -> ModelToolRegistration:
-    """Idempotent registration (a restarting tool): 201 when created, 200 when replaced."""
+    """Idempotent registration (a restarting tool): 201 when created, 200 when replaced.
+
+    409 when an auto-discovery source owns the tool (see PATCH; ``?force=true``).
+    """
     if body.tool_id != tool_id:
         raise ValidationFailedError([("tool_id", f"must equal the path's tool_id {tool_id!r}")])
     owned_only = principal.scope is not Scope.ADMIN
+    writer, take_over = _source_rules(principal, force)
     for attempt in range(WRITE_ATTEMPTS):
         try:
             registration, created = await state.repository.upsert_registration(
-                body, owner=principal.owner, owned_only=owned_only
+                body,
+                owner=principal.owner,
+                owned_only=owned_only,
+                protect_sources=writer is not None,
+                take_over=take_over,
             )
             break
         except PermissionDeniedError:

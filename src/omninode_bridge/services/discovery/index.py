@@ -27,6 +27,12 @@ from omninode_bridge.models import ModelToolRegistration
 from omninode_bridge.models.timestamps import to_utc
 from omninode_bridge.services.discovery.balancer import PowerOfTwoBalancer
 from omninode_bridge.services.discovery.clock import DbClock
+from omninode_bridge.services.discovery.explain import (
+    CRITICAL_REASON,
+    RoutingExplanation,
+    ToolVerdict,
+    db_time,
+)
 from omninode_bridge.services.discovery.pools import IndexedTool, Pool, declared_operations
 
 __all__ = ["IndexedTool", "ToolIndex"]
@@ -57,6 +63,7 @@ class ToolIndex:
         self._ejected: dict[str, float] = {}  # tool_id -> back at (database time)
         self._ejection_heap: list[tuple[float, str]] = []
         self._excluded: dict[str, str] = {}  # tool_id -> reason
+        self._excluded_since: dict[str, float] = {}  # tool_id -> database time it began
 
     # -- reading ---------------------------------------------------------------
 
@@ -160,6 +167,8 @@ class ToolIndex:
         policy. Keyed by tool id: it may precede the registration and outlives
         a deletion.
         """
+        if self._excluded.get(tool_id) != reason:
+            self._excluded_since[tool_id] = self.clock.now()
         self._excluded[tool_id] = reason
         tool = self._tools.get(tool_id)
         if tool is not None:
@@ -167,6 +176,7 @@ class ToolIndex:
 
     def clear_excluded(self, tool_id: str) -> bool:
         """Let ``tool_id`` be chosen again; ``False`` when it was not excluded."""
+        self._excluded_since.pop(tool_id, None)
         if self._excluded.pop(tool_id, None) is None:
             return False
         tool = self._tools.get(tool_id)
@@ -235,30 +245,69 @@ class ToolIndex:
 
     def explain(self, operation: str) -> str:
         """Why nothing is routable for ``operation``: what each declaring tool lacks."""
+        return self.explain_routing(operation).summary
+
+    def explain_routing(self, operation: str, limit: int = 5) -> RoutingExplanation:
+        """Every declaring tool's verdict for ``operation`` now (the first ``limit`` listed)."""
         ids = self._declared.get(operation)
         if not ids:
-            return "no registered tool lists it in capabilities.operations"
+            return RoutingExplanation(
+                operation, 0, 0, "no registered tool lists it in capabilities.operations"
+            )
         now = self.clock.now()
-        stale, excluded, ejected, endpointless = [], [], [], []
-        for tool_id in sorted(ids):
-            tool = self._tools[tool_id]
-            if tool.expires_at <= now:
-                stale.append(tool_id)
-            elif tool_id in self._excluded:
-                excluded.append(f"{tool_id}: {self._excluded[tool_id]}")
-            elif tool_id in self._ejected:
-                back = self._ejected[tool_id] - now
-                ejected.append(f"{tool_id}, back in {max(0.0, back):.1f}s")
-            elif operation not in tool.routed:
-                endpointless.append(tool_id)
-        parts = [
-            _listed(stale, f"stale (no heartbeat within {self.ttl_seconds:g}s)"),
-            _listed(excluded, "excluded"),
-            _listed(ejected, "ejected after failing to connect"),
-            _listed(endpointless, "without an endpoint for it"),
-        ]
+        verdicts = [self._verdict(self._tools[i], operation, now) for i in sorted(ids)]
+        out = [v for v in verdicts if v.reason != "routable"]
+        routable = len(verdicts) - len(out)
+        by_reason: dict[str, list[str]] = {}
+        for verdict in out:
+            name = verdict.tool_id
+            if verdict.reason == "excluded":
+                name = f"{name}: {verdict.detail}"
+            by_reason.setdefault(verdict.reason, []).append(name)
+        parts = [_listed(by_reason.get(reason, []), what) for reason, what in self._wording()]
         noun = "tool lists" if len(ids) == 1 else "tools list"
-        return f"{len(ids)} registered {noun} it: " + "; ".join(p for p in parts if p)
+        summary = f"{len(ids)} registered {noun} it: " + "; ".join(
+            [f"{routable} routable"] * bool(routable) + [p for p in parts if p]
+        )
+        shown = (out + [v for v in verdicts if v.reason == "routable"])[:limit]
+        return RoutingExplanation(operation, len(ids), routable, summary, tuple(shown))
+
+    def _wording(self) -> list[tuple[str, str]]:
+        return [
+            ("stale", f"stale (no heartbeat within {self.ttl_seconds:g}s)"),
+            ("critical", "critical (failing health checks)"),
+            ("excluded", "excluded"),
+            ("ejected", "ejected after failing to connect"),
+            ("no_endpoint", "without an endpoint for it"),
+        ]
+
+    def _verdict(self, tool: IndexedTool, operation: str, now: float) -> ToolVerdict:
+        tool_id = tool.tool_id
+        if tool.expires_at <= now:
+            return ToolVerdict(
+                tool_id,
+                "stale",
+                f"no heartbeat within the {self.ttl_seconds:g}s TTL",
+                since=db_time(tool.expires_at),
+            )
+        if tool_id in self._excluded:
+            reason = self._excluded[tool_id]
+            return ToolVerdict(
+                tool_id,
+                "critical" if reason == CRITICAL_REASON else "excluded",
+                reason,
+                since=db_time(self._excluded_since.get(tool_id)),
+            )
+        if tool_id in self._ejected:
+            return ToolVerdict(
+                tool_id,
+                "ejected",
+                "ejected after failing to connect",
+                until=db_time(self._ejected[tool_id]),
+            )
+        if operation not in tool.routed:
+            return ToolVerdict(tool_id, "no_endpoint", f"has no endpoint for {operation!r}")
+        return ToolVerdict(tool_id, "routable", "routable now")
 
     # -- internals -------------------------------------------------------------------
 

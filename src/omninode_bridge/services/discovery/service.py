@@ -44,6 +44,7 @@ from omninode_bridge.services.discovery.calls import (
 )
 from omninode_bridge.services.discovery.clock import DbClock
 from omninode_bridge.services.discovery.ejection import EjectionPolicy
+from omninode_bridge.services.discovery.explain import RoutingExplanation
 from omninode_bridge.services.discovery.index import ToolIndex
 from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
 from omninode_bridge.services.discovery.sync import DiscoveryTuning, IndexSync
@@ -174,6 +175,21 @@ class ToolDiscoveryService:
         tool = self.index.pick(capability)
         return self.index.registration_of(tool) if tool is not None else None
 
+    async def explain(self, operation: str, limit: int = 5) -> RoutingExplanation:
+        """Why each tool declaring ``operation`` is or is not routable now (the first ``limit``).
+
+        Raises IndexUnavailableError when the index is stale past the grace period.
+        """
+        await self._ready()
+        return self.index.explain_routing(operation, limit)
+
+    async def no_routable_tool(self, operation: str) -> NoRoutableToolError:
+        """The error for ``operation`` when nothing is routable, with the explanation."""
+        explanation = await self.explain(operation)
+        return NoRoutableToolError(
+            operation, explanation.summary, explanation=explanation.as_dict()
+        )
+
     async def route_request(
         self,
         operation: str,
@@ -267,7 +283,8 @@ class ToolDiscoveryService:
         if failures:
             self.metrics.add("call_failures")
             raise _all_failed(failures, attempts) from failures[-1].__cause__
-        raise NoRoutableToolError(operation, index.explain(operation))
+        explanation = index.explain_routing(operation)
+        raise NoRoutableToolError(operation, explanation.summary, explanation=explanation.as_dict())
 
     # -- hooks for health checks and operators ------------------------------------------
 

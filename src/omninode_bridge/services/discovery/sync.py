@@ -10,9 +10,11 @@
 - **Heartbeats** are not events. Every ``heartbeat_interval`` one query returns
   the database clock and the tools whose ``last_heartbeat`` is newer than the
   previous look (minus ``heartbeat_overlap`` for transactions still
-  committing); every ``full_sweep_interval`` it reads every heartbeat instead,
-  which also catches heartbeats that moved backwards. Each answer re-measures
-  the offset between the database clock and the monotonic clock.
+  committing), and those whose heartbeat moved backwards since (recorded in
+  ``heartbeat_rewinds`` by the statement that moved it), which replace what
+  the index holds; every ``full_sweep_interval`` it reads every heartbeat
+  instead. Each answer re-measures the offset between the database clock and
+  the monotonic clock.
 
 While the database cannot be reached the index keeps serving what it knows
 (tools still expire at their TTL), logs a warning and sets
@@ -34,6 +36,7 @@ from omninode_bridge.errors import (
 )
 from omninode_bridge.models import ChangeEvent, ChangeKind
 from omninode_bridge.services.discovery.clock import DbClock
+from omninode_bridge.services.discovery.explain import CRITICAL_REASON
 from omninode_bridge.services.discovery.index import ToolIndex
 from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
 from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
@@ -45,10 +48,6 @@ __all__ = ["DiscoveryTuning", "IndexSync", "IndexUnavailableError"]
 logger = logging.getLogger(__name__)
 
 Q = load_queries("discovery.sql")
-
-
-# Exclusions set from the health checks' feed events (other exclusions are left alone).
-CRITICAL_REASON = "health check: critical"
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,9 +330,9 @@ class IndexSync:
         db_now = float(row["db_now"])
         self.clock.sample(db_now, before)
         heartbeat = self.index.heartbeat
-        tool_ids, beats = row["tool_ids"], row["heartbeats"]
-        for tool_id, beat in zip(tool_ids, beats, strict=True):
-            heartbeat(tool_id, beat, exact=full)
+        tool_ids, beats, exact = row["tool_ids"], row["heartbeats"], row["exact"]
+        for tool_id, beat, rewound in zip(tool_ids, beats, exact, strict=True):
+            heartbeat(tool_id, beat, exact=full or rewound)
         self._since = db_now - self.tuning.heartbeat_overlap
         self.metrics.add("heartbeat_refreshes")
         self.metrics.add("heartbeat_rows", len(tool_ids))

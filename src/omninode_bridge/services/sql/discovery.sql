@@ -7,18 +7,30 @@ SELECT extract(epoch FROM now())::float8
 
 -- name: heartbeats_since
 -- One row: the database clock, then the ids and heartbeats of the tools that
--- heartbeated after $1 (epoch seconds).
+-- heartbeated after $1 (epoch seconds), and of those whose heartbeat moved
+-- backwards after $1 (exact: the index takes their heartbeat as it is, not
+-- the newer of the two).
 SELECT extract(epoch FROM now())::float8 AS db_now,
-       coalesce(array_agg(tool_id), '{}') AS tool_ids,
-       coalesce(array_agg(extract(epoch FROM last_heartbeat)::float8), '{}') AS heartbeats
-FROM tool_registrations
-WHERE last_heartbeat > to_timestamp($1::float8)
+       coalesce(array_agg(b.tool_id), '{}') AS tool_ids,
+       coalesce(array_agg(extract(epoch FROM b.last_heartbeat)::float8), '{}') AS heartbeats,
+       coalesce(array_agg(b.exact), '{}') AS exact
+FROM (
+    SELECT tool_id, last_heartbeat, false AS exact
+    FROM tool_registrations
+    WHERE last_heartbeat > to_timestamp($1::float8)
+    UNION ALL
+    SELECT r.tool_id, r.last_heartbeat, true
+    FROM heartbeat_rewinds w
+    JOIN tool_registrations r ON r.tool_id = w.tool_id
+    WHERE w.rewound_at > to_timestamp($1::float8) AND r.last_heartbeat IS NOT NULL
+) b
 
 -- name: all_heartbeats
 -- The same for every tool with a heartbeat: the periodic full sweep.
 SELECT extract(epoch FROM now())::float8 AS db_now,
        coalesce(array_agg(tool_id), '{}') AS tool_ids,
-       coalesce(array_agg(extract(epoch FROM last_heartbeat)::float8), '{}') AS heartbeats
+       coalesce(array_agg(extract(epoch FROM last_heartbeat)::float8), '{}') AS heartbeats,
+       coalesce(array_agg(true), '{}') AS exact
 FROM tool_registrations
 WHERE last_heartbeat IS NOT NULL
 

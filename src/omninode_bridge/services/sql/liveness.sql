@@ -1,34 +1,73 @@
--- Queries of omninode_bridge.liveness: the leader's passes (heartbeat sweep,
--- reaper, active checks) and the health history. Every transition records a
--- change-feed event in the same statement.
+-- Queries of omninode_bridge.liveness: the leader's lease, its passes (heartbeat
+-- sweep, reaper, active checks) and the health history. Every transition
+-- records a change-feed event in the same statement.
 --
--- Writes of a pass are fenced: with a leader's fence ($pid, $key) they take
--- effect only while that backend still holds the leader's advisory lock, so a
--- leader that lost its lock without noticing yet writes nothing. A NULL pid is
--- an unfenced one-off pass (the CLI). A bigint advisory lock shows in
--- pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1. Each
+-- Leadership is a lease (liveness_leases), judged on the database clock
+-- (clock_timestamp(), never a replica's clock). Writes of a pass are fenced:
+-- with a leader's fence ($generation, $name) they take effect only while that
+-- generation still holds an unexpired lease, and they hold the lease row FOR
+-- SHARE until they commit, so a takeover (which updates the row) waits for a
+-- fenced write in flight and a deposed leader's later writes find another
+-- generation. A NULL generation is an unfenced one-off pass (the CLI). Each
 -- fenced statement answers one row: whether the fence held (leading) and the
 -- ids it changed.
 
 -- name: lead
--- Wait (up to the session's lock_timeout) for the leader's lock.
+-- Wait (up to the session's lock_timeout) for the leader's advisory lock.
 SELECT pg_advisory_lock($1::bigint)
 
--- name: probe
-SELECT pg_backend_pid()
+-- name: lease_acquire
+-- Take lease $1 for holder $2 for $3 seconds if it is free: never taken, expired,
+-- or taken under the advisory lock $5 by a backend that no longer holds it (its
+-- session ended). $4: this backend's pid when it holds that lock, else NULL.
+-- Answers the new generation, or no row.
+INSERT INTO liveness_leases AS l
+    (name, generation, holder, holder_pid, acquired_at, renewed_at, expires_at)
+VALUES ($1::varchar, 1, $2::varchar, $4::int, clock_timestamp(), clock_timestamp(),
+        clock_timestamp() + make_interval(secs => $3::float8))
+ON CONFLICT (name) DO UPDATE SET
+    generation = l.generation + 1,
+    holder = EXCLUDED.holder,
+    holder_pid = EXCLUDED.holder_pid,
+    acquired_at = clock_timestamp(),
+    renewed_at = clock_timestamp(),
+    expires_at = clock_timestamp() + make_interval(secs => $3::float8)
+WHERE l.expires_at <= clock_timestamp()
+   OR (l.holder_pid IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_locks k
+        WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.holder_pid AND k.objsubid = 1
+          AND ((k.classid::bigint << 32) | k.objid::bigint) = $5::bigint))
+RETURNING generation
 
--- name: unlead
-SELECT pg_advisory_unlock($1::bigint)
+-- name: lease_renew
+-- Extend lease $1 of generation $2 by $3 seconds from now; no row when it
+-- expired or another generation holds it (the caller no longer leads).
+UPDATE liveness_leases
+SET renewed_at = clock_timestamp(),
+    expires_at = clock_timestamp() + make_interval(secs => $3::float8)
+WHERE name = $1::varchar AND generation = $2::bigint AND expires_at > clock_timestamp()
+RETURNING generation
+
+-- name: lease_release
+-- A leader stepping down on purpose: its lease expires now, so a replica takes over at once.
+UPDATE liveness_leases SET expires_at = clock_timestamp()
+WHERE name = $1::varchar AND generation = $2::bigint AND expires_at > clock_timestamp()
+
+-- name: lease_state
+SELECT name, generation, holder, holder_pid, acquired_at, renewed_at, expires_at,
+       expires_at > clock_timestamp() AS held
+FROM liveness_leases WHERE name = $1::varchar
 
 -- name: mark_stale
 -- Tools whose heartbeat passed the TTL ($1 s) since the last sweep: the event is
 -- dated when the heartbeat expired (last heartbeat + TTL), not when it was seen,
 -- but never before the tool's registration (a heartbeat time given in the past).
 WITH fence AS (
-    SELECT WHERE $2::int IS NULL OR EXISTS (
-        SELECT FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $2::int AND l.objsubid = 1
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = $3::bigint)
+    SELECT WHERE $2::bigint IS NULL OR EXISTS (
+        SELECT FROM liveness_leases l
+        WHERE l.name = $3::varchar AND l.generation = $2::bigint
+          AND l.expires_at > clock_timestamp()
+        FOR SHARE)
 ), due AS (
     SELECT r.tool_id, r.id, COALESCE(r.last_heartbeat, r.registered_at) AS seen
     FROM tool_registrations r
@@ -64,10 +103,11 @@ SELECT EXISTS (SELECT FROM fence) AS leading,
 -- Stale tools heartbeating again (within the TTL, $1 s). The event is dated at the
 -- newest heartbeat seen: the latest moment the tool can have come back.
 WITH fence AS (
-    SELECT WHERE $2::int IS NULL OR EXISTS (
-        SELECT FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $2::int AND l.objsubid = 1
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = $3::bigint)
+    SELECT WHERE $2::bigint IS NULL OR EXISTS (
+        SELECT FROM liveness_leases l
+        WHERE l.name = $3::varchar AND l.generation = $2::bigint
+          AND l.expires_at > clock_timestamp()
+        FOR SHARE)
 ), up AS (
     UPDATE tool_health h
     SET heartbeat_status = 'healthy',
@@ -104,10 +144,11 @@ WHERE COALESCE(last_heartbeat, registered_at, '-infinity'::timestamptz)
 -- Remove those of $1 still past the retention ($2 s): a tool that heartbeated
 -- since the candidates were read stays.
 WITH fence AS (
-    SELECT WHERE $3::int IS NULL OR EXISTS (
-        SELECT FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $3::int AND l.objsubid = 1
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = $4::bigint)
+    SELECT WHERE $3::bigint IS NULL OR EXISTS (
+        SELECT FROM liveness_leases l
+        WHERE l.name = $4::varchar AND l.generation = $3::bigint
+          AND l.expires_at > clock_timestamp()
+        FOR SHARE)
 ), del AS (
     DELETE FROM tool_registrations r
     WHERE r.tool_id = ANY($1::varchar[])
@@ -123,6 +164,13 @@ WITH fence AS (
                                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'ever')
            || ' (retention ' || $2::float8 || 's)'
     FROM del
+), rel AS (  -- who held the id: a source claims it later only with consent
+    INSERT INTO tool_id_releases AS r (tool_id, owner, released_at, reason)
+    SELECT del.tool_id, o.owner, now(), 'reaped'
+    FROM del LEFT JOIN tool_owners o ON o.tool_id = del.tool_id
+    ON CONFLICT (tool_id) DO UPDATE SET
+        owner = EXCLUDED.owner, released_at = EXCLUDED.released_at, reason = EXCLUDED.reason,
+        allowed_owner = NULL, claimed_by = NULL, claim_seen_at = NULL
 )
 SELECT EXISTS (SELECT FROM fence) AS leading,
        coalesce((SELECT array_agg(del.tool_id ORDER BY del.tool_id) FROM del), '{}') AS tool_ids
@@ -138,15 +186,35 @@ FROM tool_registrations r
 LEFT JOIN tool_health h ON h.tool_id = r.tool_id
 ORDER BY r.tool_id
 
+-- name: prune_releases
+-- Forget who held released tool ids once they are older than $1 seconds.
+DELETE FROM tool_id_releases WHERE released_at < now() - make_interval(secs => $1::float8)
+
+-- name: check_schedule
+-- What the leader's check scheduler needs of every tool with a health endpoint
+-- (or a check status to reset, its endpoint gone): its check state, and whether
+-- its heartbeat is within the TTL ($1 s) by the database clock.
+SELECT r.tool_id, r.health_endpoint,
+       COALESCE(h.check_status, 'unknown') AS check_status,
+       COALESCE(h.consecutive_failures, 0) AS failures,
+       COALESCE(h.consecutive_successes, 0) AS successes,
+       COALESCE(h.check_generation, 0) AS generation,
+       COALESCE(r.last_heartbeat, r.registered_at) > now() - make_interval(secs => $1::float8)
+           AS fresh
+FROM tool_registrations r
+LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+WHERE r.health_endpoint IS NOT NULL OR COALESCE(h.check_status, 'unknown') <> 'unknown'
+
 -- name: record_checks
 -- Store a pass's results. Each row is written only if its check state is still
 -- the one the pass read (generation $8), so two passes never apply one result
 -- twice or on top of each other; transitions ($9 kind, $10 reason) become events.
 WITH fence AS (
-    SELECT WHERE $11::int IS NULL OR EXISTS (
-        SELECT FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $11::int AND l.objsubid = 1
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = $12::bigint)
+    SELECT WHERE $11::bigint IS NULL OR EXISTS (
+        SELECT FROM liveness_leases l
+        WHERE l.name = $12::varchar AND l.generation = $11::bigint
+          AND l.expires_at > clock_timestamp()
+        FOR SHARE)
 ), input AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int[], $4::int[], $5::boolean[],
                          $6::float8[], $7::text[], $8::bigint[], $9::varchar[], $10::text[])

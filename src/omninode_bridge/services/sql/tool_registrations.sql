@@ -38,7 +38,7 @@ SELECT * FROM ins
 
 -- name: upsert_registration
 WITH prev AS (
-    SELECT node_type, capabilities, endpoints, metadata, health_endpoint
+    SELECT node_type, capabilities, endpoints, metadata, health_endpoint, last_heartbeat
     FROM tool_registrations WHERE tool_id = $1
 ), up AS (
     INSERT INTO tool_registrations AS t
@@ -56,10 +56,15 @@ WITH prev AS (
                 IS DISTINCT FROM (EXCLUDED.node_type, EXCLUDED.capabilities, EXCLUDED.endpoints,
                                   EXCLUDED.metadata, EXCLUDED.health_endpoint)
             THEN now() ELSE t.updated_at END
-    -- $8: replace only a tool that $7 owns. Checked in this statement, on the
-    -- locked conflicting row, so no concurrent writer can slip in between.
-    WHERE NOT $8::boolean
-       OR EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $7)
+    -- $8: replace only a tool that $7 owns; $9: never one that an auto-discovery
+    -- source other than $7 owns. Checked in this statement, on the locked
+    -- conflicting row, so no concurrent writer can slip in between.
+    WHERE (NOT $8::boolean
+           OR EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $7))
+      AND (NOT $9::boolean
+           OR NOT EXISTS (SELECT 1 FROM tool_owners o
+                          WHERE o.tool_id = t.tool_id AND o.owner LIKE 'source:%'
+                            AND o.owner IS DISTINCT FROM $7))
     RETURNING t.*, (t.xmax = 0) AS created
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
@@ -72,9 +77,17 @@ WITH prev AS (
             IS NOT DISTINCT FROM (up.node_type, up.capabilities, up.endpoints, up.metadata,
                                   up.health_endpoint)
     )
-), own AS (
+), own AS (  -- $10: the writer takes over a source's tool
     INSERT INTO tool_owners (tool_id, owner)
-    SELECT up.tool_id, $7::varchar FROM up WHERE up.created AND $7::varchar IS NOT NULL
+    SELECT up.tool_id, $7::varchar FROM up
+    WHERE (up.created OR $10::boolean) AND $7::varchar IS NOT NULL
+    ON CONFLICT (tool_id) DO UPDATE SET owner = EXCLUDED.owner
+        WHERE tool_owners.owner LIKE 'source:%'  -- only a source's tool changes hands
+), rw AS (  -- a replace moved a heartbeat given in the future back to now
+    INSERT INTO heartbeat_rewinds (tool_id, rewound_at)
+    SELECT up.tool_id, now() FROM up, prev
+    WHERE NOT up.created AND prev.last_heartbeat > up.last_heartbeat
+    ON CONFLICT (tool_id) DO UPDATE SET rewound_at = EXCLUDED.rewound_at
 )
 SELECT * FROM up
 
@@ -95,10 +108,20 @@ WITH upd AS (
       AND ($8::varchar IS NULL OR EXISTS (
             SELECT 1 FROM tool_owners o
             WHERE o.tool_id = tool_registrations.tool_id AND o.owner = $8))
+      -- $9: never one that an auto-discovery source other than $10 owns.
+      AND (NOT $9::boolean OR NOT EXISTS (
+            SELECT 1 FROM tool_owners o
+            WHERE o.tool_id = tool_registrations.tool_id AND o.owner LIKE 'source:%'
+              AND o.owner IS DISTINCT FROM $10::varchar))
     RETURNING *
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
     SELECT 'updated', upd.tool_id, upd.id, to_jsonb(upd) FROM upd
+), own AS (  -- $11: $10 takes over a source's tool
+    INSERT INTO tool_owners (tool_id, owner)
+    SELECT upd.tool_id, $10::varchar FROM upd WHERE $11::boolean AND $10::varchar IS NOT NULL
+    ON CONFLICT (tool_id) DO UPDATE SET owner = EXCLUDED.owner
+        WHERE tool_owners.owner LIKE 'source:%'  -- only a source's tool changes hands
 )
 SELECT * FROM upd
 
@@ -112,26 +135,48 @@ WITH del AS (
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration, reason)
     SELECT 'deleted', del.tool_id, del.id, to_jsonb(del), $2::text FROM del
+), rel AS (  -- who held the id: a source claims it later only with consent
+    INSERT INTO tool_id_releases AS r (tool_id, owner, released_at, reason)
+    SELECT del.tool_id, o.owner, now(), $2::text
+    FROM del LEFT JOIN tool_owners o ON o.tool_id = del.tool_id
+    ON CONFLICT (tool_id) DO UPDATE SET
+        owner = EXCLUDED.owner, released_at = EXCLUDED.released_at, reason = EXCLUDED.reason,
+        allowed_owner = NULL, claimed_by = NULL, claim_seen_at = NULL
 )
 SELECT count(*) FROM del
 
 -- name: update_heartbeat
+-- The common case in one statement: a heartbeat now, or at $2 within its bounds
+-- on the database clock (at most 60 seconds ahead, at most 30 days back; the
+-- same bounds as heartbeat_slow and the repository's MAX_FUTURE_HEARTBEAT and
+-- MAX_PAST_HEARTBEAT), that does not move the heartbeat backwards. Nothing
+-- written: absent, out of bounds or backwards, which heartbeat_slow sorts out.
 UPDATE tool_registrations SET last_heartbeat = COALESCE($2::timestamptz, now())
 WHERE tool_id = $1
+  AND ($2::timestamptz IS NULL
+       OR $2::timestamptz BETWEEN now() - interval '30 days' AND now() + interval '60 seconds')
+  AND (last_heartbeat IS NULL OR last_heartbeat <= COALESCE($2::timestamptz, now()))
 
 -- name: update_heartbeat_owned
+-- As update_heartbeat, now, for a tool that $2 owns.
 UPDATE tool_registrations t SET last_heartbeat = now()
 WHERE t.tool_id = $1
+  AND (t.last_heartbeat IS NULL OR t.last_heartbeat <= now())
   AND EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $2)
 
 -- name: update_heartbeats
+-- update_heartbeat for many tools; the ids written come back.
 UPDATE tool_registrations SET last_heartbeat = COALESCE($2::timestamptz, now())
 WHERE tool_id = ANY($1::varchar[])
+  AND ($2::timestamptz IS NULL
+       OR $2::timestamptz BETWEEN now() - interval '30 days' AND now() + interval '60 seconds')
+  AND (last_heartbeat IS NULL OR last_heartbeat <= COALESCE($2::timestamptz, now()))
 RETURNING tool_id
 
 -- name: update_heartbeats_owned
 -- All or nothing: when any registered id of $1 is not owned by $2, nothing is
--- written and those ids come back in `denied`.
+-- written and those ids come back in `denied`. Heartbeats that would move
+-- backwards are left to heartbeat_slow.
 WITH denied AS (
     SELECT r.tool_id FROM tool_registrations r
     WHERE r.tool_id = ANY($1::varchar[])
@@ -140,10 +185,44 @@ WITH denied AS (
     UPDATE tool_registrations t SET last_heartbeat = now()
     WHERE t.tool_id = ANY($1::varchar[])
       AND NOT EXISTS (SELECT 1 FROM denied)
+      AND (t.last_heartbeat IS NULL OR t.last_heartbeat <= now())
       AND EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $2)
     RETURNING t.tool_id
 )
 SELECT ARRAY(SELECT tool_id FROM denied) AS denied, ARRAY(SELECT tool_id FROM upd) AS updated
+
+-- name: heartbeat_slow
+-- Heartbeats of $1 at $2 (NULL: now) that a fast statement did not write. With
+-- $4 the time must lie within the bounds on the database clock (verdict
+-- 'future' or 'past' otherwise, and nothing is written). A heartbeat that moves
+-- backwards is written and the move recorded in heartbeat_rewinds (the
+-- discovery index reads those too). $3: only tools this owner owns (NULL: any).
+-- The rows are locked first, so the move is judged on the latest heartbeat.
+WITH clock AS (
+    SELECT now() AS now,
+           CASE WHEN NOT $4::boolean OR $2::timestamptz IS NULL THEN 'ok'
+                WHEN $2::timestamptz > now() + interval '60 seconds' THEN 'future'
+                WHEN $2::timestamptz < now() - interval '30 days' THEN 'past'
+                ELSE 'ok' END AS verdict
+), old AS (
+    SELECT r.tool_id, r.last_heartbeat FROM tool_registrations r
+    WHERE r.tool_id = ANY($1::varchar[])
+      AND (SELECT verdict FROM clock) = 'ok'
+      AND ($3::varchar IS NULL OR EXISTS (
+            SELECT 1 FROM tool_owners o WHERE o.tool_id = r.tool_id AND o.owner = $3::varchar))
+    ORDER BY r.tool_id
+    FOR NO KEY UPDATE OF r
+), upd AS (
+    UPDATE tool_registrations r SET last_heartbeat = COALESCE($2::timestamptz, now())
+    FROM old WHERE r.tool_id = old.tool_id
+    RETURNING r.tool_id, r.last_heartbeat < old.last_heartbeat AS rewound
+), rw AS (
+    INSERT INTO heartbeat_rewinds (tool_id, rewound_at)
+    SELECT upd.tool_id, now() FROM upd WHERE upd.rewound
+    ON CONFLICT (tool_id) DO UPDATE SET rewound_at = EXCLUDED.rewound_at
+)
+SELECT (SELECT verdict FROM clock) AS verdict, (SELECT now FROM clock) AS db_now,
+       ARRAY(SELECT tool_id FROM upd) AS tool_ids
 
 -- name: list_all
 SELECT * FROM tool_registrations ORDER BY tool_id
@@ -199,3 +278,12 @@ SELECT node_type, count(*) AS n FROM tool_registrations GROUP BY node_type
 -- name: count_healthy
 SELECT count(*) FROM tool_registrations
 WHERE last_heartbeat > now() - make_interval(secs => $1::float8)
+
+-- name: get_registration_with_health
+-- One statement: the row, its heartbeat freshness against the TTL ($2 s, database
+-- clock) and the active checks' verdict.
+SELECT r.*, r.last_heartbeat > now() - make_interval(secs => $2::float8) AS fresh,
+       h.check_status, h.check_changed_at, h.last_checked_at
+FROM tool_registrations r
+LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+WHERE r.tool_id = $1

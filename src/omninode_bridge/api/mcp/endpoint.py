@@ -1,0 +1,130 @@
+"""``/mcp``: the registry's checks in front of the SDK's streamable HTTP transport.
+
+- **Stateless**: every request is a POST answered on its own (JSON, or SSE for
+  ``subscriptions/listen``). There is no session to resume or delete and no
+  standalone GET stream, so GET and DELETE are 405 (``Allow: POST``), as the
+  transport specification asks of a server that offers neither.
+- **Tokens**: the same rules as every other read (``TOOLREG_READS_REQUIRE_TOKEN``;
+  a token that is sent must be valid), answered as problem+json 401. The
+  caller's principal rides the ASGI scope (``PRINCIPAL_KEY``) to the tools,
+  which may ask for more (``route_request`` needs a write token).
+- **Listen streams** (``subscriptions/listen``, recognised by the ``Mcp-Method``
+  header that the 2026-07-28 wire requires and the SDK checks against the
+  body) start the change notifier first, and end when the server begins
+  shutting down, within ``TOOLREG_STREAM_TOKEN_RECHECK_SECONDS`` of their
+  token's revocation, or when their client has read nothing for
+  ``STALLED_WRITE_SECONDS``; the client re-listens (elsewhere) and re-reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omninode_bridge.api.auth import reader_of, until_revoked
+from omninode_bridge.api.mcp.notifier import ChangeNotifier
+from omninode_bridge.api.state import AppState
+from omninode_bridge.services.tokens import Principal
+
+__all__ = ["PRINCIPAL_KEY", "McpEndpoint", "principal_in"]
+
+logger = logging.getLogger(__name__)
+
+PRINCIPAL_KEY = "toolreg.principal"
+LISTEN_METHOD = "subscriptions/listen"
+STALLED_WRITE_SECONDS = 10.0
+FINAL_WRITE_SECONDS = 1.0  # ending a stream cut short must not hold up a shutdown
+
+
+class _StalledError(Exception):
+    """A listen stream's client stopped reading."""
+
+
+def principal_in(request: object) -> Principal | None:
+    """The principal that made an MCP request (``None``: no token, or not over HTTP)."""
+    if not isinstance(request, Request):
+        return None
+    principal = request.scope.get(PRINCIPAL_KEY)
+    return principal if isinstance(principal, Principal) else None
+
+
+class McpEndpoint:
+    """The ASGI app routed at ``/mcp``; ``transport`` is the SDK's session manager."""
+
+    def __init__(
+        self, transport: ASGIApp, notifier: ChangeNotifier, state_of: Callable[[], AppState]
+    ) -> None:
+        self.transport = transport
+        self.notifier = notifier
+        self.state_of = state_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method != "POST":
+            raise HTTPException(
+                405,
+                "this MCP server is stateless: POST each request (no GET stream, no session)",
+                headers={"Allow": "POST"},
+            )
+        state = self.state_of()
+        principal = await reader_of(request, state)
+        scope[PRINCIPAL_KEY] = principal
+        if request.headers.get("mcp-method") != LISTEN_METHOD:
+            await self.transport(scope, receive, send)
+            return
+        await self.notifier.ensure_started(state)
+        await self._listen(scope, receive, send, state, principal)
+
+    async def _listen(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        state: AppState,
+        principal: Principal | None,
+    ) -> None:
+        started = finished = stalled = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started, finished, stalled
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            try:
+                # A listener that stops reading would hold this task and its connection
+                # for as long as the server runs: the write waits for the socket to drain.
+                async with asyncio.timeout(STALLED_WRITE_SECONDS):
+                    await send(message)
+            except TimeoutError:
+                stalled = True
+                raise _StalledError from None
+
+        stream = asyncio.ensure_future(self.transport(scope, receive, tracked))
+        stopping = asyncio.ensure_future(state.stopping.wait())
+        revoked = asyncio.ensure_future(until_revoked(state, principal))
+        try:
+            await asyncio.wait({stream, stopping, revoked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stopping, revoked, stream):
+                task.cancel()
+            results = await asyncio.gather(stream, stopping, revoked, return_exceptions=True)
+        if stalled:
+            logger.warning(
+                "closing a listen stream whose client read nothing for %gs", STALLED_WRITE_SECONDS
+            )
+            return  # the server closes the connection: the response cannot be finished
+        if isinstance(results[0], Exception):
+            raise results[0]
+        if started and not finished:
+            # Cut short: end the HTTP response properly; the client sees the stream end
+            # without its final result and listens again.
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(FINAL_WRITE_SECONDS):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})

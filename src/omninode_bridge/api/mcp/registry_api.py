@@ -1,0 +1,134 @@
+"""The MCP registry's read API, version ``v0.1``, over the registry's MCP servers.
+
+``GET /v0.1/servers`` (``cursor``, ``limit`` 1-100 default 30, ``search`` as a
+case-insensitive substring of the name or the description, ``updated_since``
+RFC 3339 (entries whose registrations changed after it), ``version`` exact or
+``latest``), ``GET /v0.1/servers/{name}/versions`` and
+``GET /v0.1/servers/{name}/versions/{version}`` (``latest`` allowed), as
+modelcontextprotocol/registry's ``docs/reference/api/openapi.yaml`` describes
+them; names are URL-encoded (``com.example%2Fserver``). An unknown server or
+version is a 404 ``{"error": "Server not found"}``. Entries come from the live
+view (see :mod:`omninode_bridge.api.mcp.servers`); reads need a token when
+``TOOLREG_READS_REQUIRE_TOKEN`` is set. Publishing is not offered: tools
+register through the registry's own API. ``include_deleted`` is accepted and
+changes nothing: a deleted tool is gone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from omninode_bridge.api.auth import Reader
+from omninode_bridge.api.consul.routes import live_view
+from omninode_bridge.api.mcp.cursors import decode_cursor, encode_cursor
+from omninode_bridge.api.mcp.servers import Catalog, ServerVersion
+from omninode_bridge.api.routes.common import State
+from omninode_bridge.errors import ValidationFailedError
+from omninode_bridge.models.timestamps import to_utc
+
+__all__ = ["registry_router"]
+
+DEFAULT_LIMIT = 30
+MAX_LIMIT = 100
+_NOT_FOUND = orjson.dumps({"error": "Server not found"})
+
+
+def _answer(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _not_found() -> Response:
+    return Response(_NOT_FOUND, status_code=404, media_type="application/json")
+
+
+def _cursor_of(entry: ServerVersion) -> str:
+    return encode_cursor(orjson.dumps([entry.name, entry.version]).decode())
+
+
+def _parse_cursor(cursor: str) -> tuple[str, str]:
+    text = decode_cursor(cursor)
+    try:
+        name, version = orjson.loads(text) if text is not None else (None, None)
+    except (ValueError, TypeError):
+        name = version = None
+    if not isinstance(name, str) or not isinstance(version, str):
+        raise ValidationFailedError([("cursor", "is not a cursor this registry gave out")])
+    return name, version
+
+
+def _after(entries: list[ServerVersion], cursor: str) -> list[ServerVersion]:
+    """The entries after ``cursor``: after its entry, or after its name once that entry is gone."""
+    name, version = _parse_cursor(cursor)
+    for i, entry in enumerate(entries):
+        if entry.name == name and entry.version == version:
+            return entries[i + 1 :]
+    return [e for e in entries if e.name > name]
+
+
+def _listing(entries: list[ServerVersion], next_cursor: str | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"count": len(entries)}
+    if next_cursor is not None:
+        metadata["nextCursor"] = next_cursor
+    return {"servers": [e.as_json() for e in entries], "metadata": metadata}
+
+
+def registry_router(catalog: Catalog) -> APIRouter:
+    """The ``/v0.1`` routes over ``catalog`` (one per app)."""
+    router = APIRouter(prefix="/v0.1", tags=["mcp registry"], include_in_schema=False)
+
+    @router.get("/servers")
+    async def list_servers(
+        state: State,
+        _: Reader,
+        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        search: Annotated[str | None, Query(max_length=200)] = None,
+        updated_since: datetime | None = None,
+        version: Annotated[str | None, Query(max_length=255)] = None,
+        include_deleted: bool = False,
+    ) -> Response:
+        """Every server version, by name, each name's versions newest first; paged."""
+        entries = catalog.all(await live_view(state))
+        if cursor:
+            entries = _after(entries, cursor)
+        if search:
+            needle = search.lower()
+            entries = [
+                e for e in entries if needle in e.name.lower() or needle in e.description.lower()
+            ]
+        if updated_since is not None:
+            since = to_utc(updated_since)
+            entries = [e for e in entries if e.updated_at is not None and e.updated_at > since]
+        if version == "latest":
+            entries = [e for e in entries if e.is_latest]
+        elif version:
+            entries = [e for e in entries if e.version == version]
+        page = entries[:limit]
+        more = len(entries) > limit
+        return _answer(_listing(page, _cursor_of(page[-1]) if more else None))
+
+    @router.get("/servers/{server_name:path}/versions")
+    async def server_versions(
+        server_name: str, state: State, _: Reader, include_deleted: bool = False
+    ) -> Response:
+        """Every version of one server, newest first."""
+        versions = catalog.versions(await live_view(state), server_name)
+        return _not_found() if versions is None else _answer(_listing(versions, None))
+
+    @router.get("/servers/{server_name:path}/versions/{version}")
+    async def server_version(
+        server_name: str, version: str, state: State, _: Reader, include_deleted: bool = False
+    ) -> Response:
+        """One version of one server; ``latest`` is the newest."""
+        versions = catalog.versions(await live_view(state), server_name) or []
+        for entry in versions:
+            if entry.version == version or (version == "latest" and entry.is_latest):
+                return _answer(entry.as_json())
+        return _not_found()
+
+    return router

@@ -1,0 +1,70 @@
+"""Why discovery would or would not pick each tool for an operation: one explanation, every face.
+
+The HTTP API's 404, the Python ``NoRoutableToolError``, ``RegistryClient``,
+the console and the MCP ``discover`` tool all give this same account: how
+many tools declare the operation, how many are routable, and for the first
+few that are not, why (``no_endpoint``, ``stale`` since T, ``critical`` since
+T, ``excluded``, ``ejected`` until T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["CRITICAL_REASON", "REASONS", "RoutingExplanation", "ToolVerdict", "db_time"]
+
+# The exclusion the health checks' feed events set (other exclusions are other policies').
+CRITICAL_REASON = "health check: critical"
+REASONS = ("routable", "no_endpoint", "stale", "critical", "excluded", "ejected")
+
+
+def db_time(epoch: float | None) -> datetime | None:
+    """A database-clock epoch as an aware UTC datetime (``None`` stays ``None``)."""
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolVerdict:
+    """One declaring tool: routable, or the first reason it is not (in the order of REASONS)."""
+
+    tool_id: str
+    reason: str
+    detail: str
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 UTC, absent ones left out."""
+        out: dict[str, Any] = {
+            "tool_id": self.tool_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+        if self.since is not None:
+            out["since"] = self.since.isoformat().replace("+00:00", "Z")
+        if self.until is not None:
+            out["until"] = self.until.isoformat().replace("+00:00", "Z")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingExplanation:
+    """The account of one operation; ``tools`` holds at most the limit asked for, the
+    unroutable first, and ``declared``/``routable`` count them all."""
+
+    operation: str
+    declared: int
+    routable: int
+    summary: str
+    tools: tuple[ToolVerdict, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "declared": self.declared,
+            "routable": self.routable,
+            "summary": self.summary,
+            "tools": [t.as_dict() for t in self.tools],
+        }

@@ -1,0 +1,85 @@
+"""A real ``toolreg serve`` for the MCP tests, and an MCP client of the official SDK for it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
+
+from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import module_db as module_db
+from tests.api.conftest import uid as uid
+
+# A short TTL and sweep, so that a heartbeat expiry becomes a feed event quickly.
+ENV = {
+    "TOOLREG_TTL_SECONDS": "2",
+    "TOOLREG_RETENTION_SECONDS": "3600",
+    "TOOLREG_REAP_INTERVAL_SECONDS": "0.3",
+    "TOOLREG_CHECK_INTERVAL_SECONDS": "3600",
+    "TOOLREG_STREAM_TOKEN_RECHECK_SECONDS": "0.3",
+}
+
+
+@pytest.fixture(scope="module")
+def registry(module_db: str) -> Iterator[Server]:
+    """One registry server for the module, reads open."""
+    running = start_server(module_db, env=ENV)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+@asynccontextmanager
+async def mcp_client(
+    server: Server, token: str | None = None, *, mode: str = "auto"
+) -> AsyncIterator[Client]:
+    """The SDK's client on the server's ``/mcp``, with a bearer token when given.
+
+    ``mode="auto"`` speaks 2026-07-28 (no handshake); ``"legacy"`` the 2025-11-25 handshake.
+    """
+    headers = bearer(token) if token else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        Client(streamable_http_client(server.base_url + "/mcp", http_client=http), mode=mode) as c,
+    ):
+        yield c
+
+
+def ok(result: CallToolResult) -> Any:
+    """The JSON a tool answered; its text is the same JSON."""
+    assert not result.is_error, result.content
+    assert json.loads(result.content[0].text) == result.structured_content  # type: ignore[union-attr]
+    return result.structured_content
+
+
+def failed(result: CallToolResult) -> dict[str, Any]:
+    """The structured error of a failed tool call (``kind``, ``message``, ``hint``, ...)."""
+    assert result.is_error, result.structured_content
+    assert result.structured_content is not None, result.content
+    assert json.loads(result.content[0].text) == result.structured_content  # type: ignore[union-attr]
+    error: dict[str, Any] = result.structured_content["error"]
+    assert {"kind", "message", "retryable", "hint"} <= set(error), error
+    return error
+
+
+def refused(result: CallToolResult) -> str:
+    """The SDK's own refusal of arguments that break the input schema (text only)."""
+    assert result.is_error and result.structured_content is None, result
+    text: str = result.content[0].text  # type: ignore[union-attr]
+    return text
+
+
+async def register(server: Server, token: str, body: dict[str, Any]) -> None:
+    """PUT a registration through the REST API (idempotent)."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        response = await http.put(f"/v1/tools/{body['tool_id']}", json=body, headers=bearer(token))
+        assert response.is_success, response.text

@@ -1,0 +1,183 @@
+"""``/mcp`` over HTTP: stateless POST only, the DNS-rebinding checks, tokens, and listen streams
+that end on shutdown and on revocation; the rest of the app is untouched by the mount."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from mcp import MCPError
+from mcp.client.subscriptions import Subscription, SubscriptionLost
+
+from omninode_bridge.services import PostgresClient
+from omninode_bridge.services.tokens import TokenService
+from omninode_bridge.settings import Settings
+from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.mcp.conftest import ENV, mcp_client
+
+MODERN = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/list",
+}
+TOOLS_LIST = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/list",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    },
+}
+
+
+async def _drain(subscription: Subscription, timeout: float) -> None:
+    """Read the stream until it ends."""
+    async with asyncio.timeout(timeout):
+        async for _ in subscription:
+            pass
+
+
+def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+async def test_a_plain_post_lists_the_tools_in_json(registry: Server) -> None:
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        response = await http.post("/mcp", json=TOOLS_LIST, headers=MODERN)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    names = {t["name"] for t in response.json()["result"]["tools"]}
+    assert names == {"find_tools", "get_tool", "discover", "route_request"}
+    assert "mcp-session-id" not in response.headers  # stateless
+
+
+async def test_get_and_delete_are_405_there_is_no_session_or_stream(registry: Server) -> None:
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        for method in ("GET", "DELETE"):
+            response = await http.request(
+                method, "/mcp", headers={"Accept": "text/event-stream", "Mcp-Session-Id": "x"}
+            )
+            _problem(response, 405)
+            assert response.headers["allow"] == "POST"
+        # The other routes still answer as before: the MCP route swallowed nothing.
+        _problem(await http.get("/mcp/x"), 404)
+        _problem(await http.get("/nowhere"), 404)
+        assert (await http.get("/health")).status_code == 200
+
+
+async def test_foreign_hosts_and_origins_are_refused(registry: Server) -> None:
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        rebound = await http.post("/mcp", json=TOOLS_LIST, headers={**MODERN, "Host": "evil.test"})
+        assert rebound.status_code == 421
+        page = await http.post(
+            "/mcp", json=TOOLS_LIST, headers={**MODERN, "Origin": "http://evil.test"}
+        )
+        assert page.status_code == 403
+        local = await http.post(
+            "/mcp",
+            json=TOOLS_LIST,
+            headers={**MODERN, "Host": "localhost", "Origin": "http://localhost:3000"},
+        )
+        assert local.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host", "status"),
+    [
+        ("registry.example:*", "registry.example:8080", 200),
+        ("registry.example:*", "127.0.0.1:8080", 421),
+        ("*", "anything.test", 200),
+    ],
+)
+async def test_allowed_hosts_are_configurable(
+    module_db: str, allowed: str, host: str, status: int
+) -> None:
+    server = start_server(module_db, env={"TOOLREG_MCP_ALLOWED_HOSTS": allowed})
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            response = await http.post("/mcp", json=TOOLS_LIST, headers={**MODERN, "Host": host})
+        assert response.status_code == status
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def guarded(module_db: str) -> Iterator[Server]:
+    running = start_server(module_db, env={**ENV, "TOOLREG_READS_REQUIRE_TOKEN": "true"})
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+async def test_tokens_are_checked_like_every_other_read(guarded: Server, uid: str) -> None:
+    async with httpx.AsyncClient(base_url=guarded.base_url, timeout=10) as http:
+        missing = await http.post("/mcp", json=TOOLS_LIST, headers=MODERN)
+        _problem(missing, 401)
+        assert missing.headers["www-authenticate"] == 'Bearer realm="toolreg"'
+        wrong = await http.post(
+            "/mcp", json=TOOLS_LIST, headers={**MODERN, **bearer("trg_" + "x" * 43)}
+        )
+        _problem(wrong, 401)
+        basic = await http.post(
+            "/mcp", json=TOOLS_LIST, headers={**MODERN, "Authorization": "Basic dTpw"}
+        )
+        _problem(basic, 401)
+        for path in ("/v0.1/servers", f"/v0.1/servers/a%2F{uid}/versions"):
+            _problem(await http.get(path), 401)
+    reader = await guarded.token("read")
+    async with mcp_client(guarded, reader) as client:
+        assert len((await client.list_tools()).tools) == 4
+    async with httpx.AsyncClient(base_url=guarded.base_url, timeout=10) as http:
+        assert (await http.get("/v0.1/servers", headers=bearer(reader))).status_code == 200
+
+
+async def test_a_listen_stream_ends_when_its_token_is_revoked(guarded: Server, uid: str) -> None:
+    name = f"listener-{uid}"
+    secret = await guarded.token("read", name=name)
+    async with (
+        mcp_client(guarded, secret) as client,
+        client.listen(resources_list_changed=True) as subscription,
+    ):
+        async with PostgresClient(
+            Settings(pool_min_size=1, pool_max_size=1), dsn=guarded.dsn
+        ) as db:
+            assert await TokenService(db).revoke(name)
+        with pytest.raises(SubscriptionLost):
+            await _drain(subscription, 10)
+        # Its next request is refused: the transport reports the 401.
+        with pytest.raises(MCPError):
+            await client.list_tools()
+
+
+async def test_sigterm_ends_listen_streams_and_the_server_stops(module_db: str) -> None:
+    server = start_server(module_db, env=ENV)
+    loop = asyncio.get_running_loop()
+    try:
+        async with (
+            mcp_client(server) as client,
+            client.listen(resources_list_changed=True) as subscription,
+        ):
+            started = loop.time()
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(SubscriptionLost):
+                await _drain(subscription, 20)
+            assert loop.time() - started < 10
+        code = await asyncio.to_thread(server.process.wait, 30)
+        assert code in (0, -signal.SIGTERM)
+        assert loop.time() - started < 10
+    finally:
+        stop_server(server)
