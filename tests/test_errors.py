@@ -34,3 +34,28 @@ def test_validation_error_lists_each_field() -> None:
     assert "endpoints.stamp" in str(exc)
     assert "tool_id" in str(exc)
     assert isinstance(exc, ValueError)
+
+
+def test_every_exception_of_the_package_is_in_the_one_tree() -> None:
+    """No module defines a public exception of its own: each lives in errors.py, drawn
+    and exported (private signals inside a module, named ``_...``, aside)."""
+    import importlib
+    import pkgutil
+
+    import omninode_bridge
+
+    strays = []
+    for info in pkgutil.walk_packages(omninode_bridge.__path__, "omninode_bridge."):
+        if ".migrations.versions." in info.name or info.name.endswith(".migrations.env"):
+            continue  # Alembic scripts: they run inside Alembic, not on import
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == module.__name__
+                and not name.startswith("_")
+                and module is not errors
+            ):
+                strays.append(f"{module.__name__}.{name}")
+    assert strays == []

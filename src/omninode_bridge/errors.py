@@ -11,14 +11,17 @@ boundary (``services.postgres_client``) with the original kept as
     ├── ConfigurationError            a setting is missing or malformed (names the variable)
     ├── EmbeddedServerError           the embedded PostgreSQL could not start or stop
     ├── RegistryUnavailableError      the database cannot be reached (refused, lost, timed out)
-    │   └── RegistryOverloadedError   every connection (or query slot) stayed busy too long
+    │   ├── RegistryOverloadedError   every connection (or query slot) stayed busy too long
+    │   └── FeedInterruptedError      this process stopped following the change feed (streams end)
     ├── QueryTimeoutError             a client-shaped query ran past TOOLREG_QUERY_TIMEOUT_SECONDS
     ├── NotConnectedError             a PostgresClient was used before connect() / after close()
     ├── DatabaseError                 any other database failure (original kept as __cause__)
     │   └── MigrationError            the schema is missing, behind, or a migration failed
     ├── ResyncRequiredError           a change-feed cursor older than the feed's retention
-    ├── SourceError                   an auto-discovery source (autodiscovery.source)
-    │   ├── SourceUnavailableError    the source (etcd) cannot be reached; retried with backoff
+    ├── SubscriberLagError            a change-feed subscriber fell too far behind; it resumes
+    ├── LeadershipLostError           a fenced liveness write found its lease gone: nothing written
+    ├── SourceError                   an auto-discovery source (etcd, Consul)
+    │   ├── SourceUnavailableError    the source cannot be reached; retried with backoff
     │   └── SourceHistoryLostError    the source compacted the history a bridge needed; it resyncs
     ├── RegistrationError             a problem with one tool's registration
     │   ├── ValidationFailedError     input rejected before any write (names the field)
@@ -48,7 +51,9 @@ __all__ = [
     "DatabaseError",
     "DiscoveryError",
     "EmbeddedServerError",
+    "FeedInterruptedError",
     "IndexUnavailableError",
+    "LeadershipLostError",
     "MigrationError",
     "MissingEndpointError",
     "NoRoutableToolError",
@@ -60,6 +65,10 @@ __all__ = [
     "RegistryOverloadedError",
     "RegistryUnavailableError",
     "ResyncRequiredError",
+    "SourceError",
+    "SourceHistoryLostError",
+    "SourceUnavailableError",
+    "SubscriberLagError",
     "ToolAlreadyRegisteredError",
     "ToolCallError",
     "ToolNotFoundError",
@@ -124,6 +133,46 @@ class MigrationError(DatabaseError):
 
 class ResyncRequiredError(OmniNodeBridgeError):
     """A change-feed cursor points before events that were pruned: re-read, then follow."""
+
+
+class FeedInterruptedError(RegistryUnavailableError):
+    """This process stopped following the change feed (the database was lost).
+
+    Open streams end with it; clients resume from their last cursor and lose nothing.
+    """
+
+
+class SubscriberLagError(OmniNodeBridgeError):
+    """A change-feed subscriber fell behind its buffer; it resumes from its last cursor."""
+
+
+class LeadershipLostError(OmniNodeBridgeError):
+    """A fenced write found that its leader no longer holds the lease: nothing was written."""
+
+
+class SourceError(OmniNodeBridgeError):
+    """An auto-discovery source failed (see the two kinds below)."""
+
+
+class SourceUnavailableError(SourceError):
+    """The source cannot be reached or answered with an error: retry later.
+
+    Nothing about the announcements can be concluded from this error; in
+    particular it never means that they are gone.
+    """
+
+
+class SourceHistoryLostError(SourceError):
+    """The changes after the requested revision are no longer kept (etcd compaction, a
+    Consul index that went back, a source with no history at all).
+
+    ``oldest_revision`` is the first revision still available (0 if unknown).
+    The remedy is a fresh snapshot.
+    """
+
+    def __init__(self, message: str, oldest_revision: int = 0) -> None:
+        self.oldest_revision = oldest_revision
+        super().__init__(message)
 
 
 class RegistrationError(OmniNodeBridgeError):

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from omninode_bridge.errors import OmniNodeBridgeError
+# The errors live in the one tree (omninode_bridge.errors); re-exported here for sources.
+from omninode_bridge.errors import SourceError, SourceHistoryLostError, SourceUnavailableError
 
 __all__ = [
     "DiscoverySource",
@@ -39,30 +40,6 @@ __all__ = [
     "SourceSnapshot",
     "SourceUnavailableError",
 ]
-
-
-class SourceError(OmniNodeBridgeError):
-    """A discovery source failed (see the two kinds below)."""
-
-
-class SourceUnavailableError(SourceError):
-    """The source cannot be reached or answered with an error: retry later.
-
-    Nothing about the announcements can be concluded from this error; in
-    particular it never means that they are gone.
-    """
-
-
-class SourceHistoryLostError(SourceError):
-    """The changes after the requested revision are no longer kept (etcd compaction).
-
-    ``oldest_revision`` is the first revision still available (0 if unknown).
-    The remedy is a fresh snapshot.
-    """
-
-    def __init__(self, message: str, oldest_revision: int = 0) -> None:
-        self.oldest_revision = oldest_revision
-        super().__init__(message)
 
 
 class SourceEventKind(StrEnum):

@@ -42,7 +42,11 @@ from typing import Any
 
 import asyncpg
 
-from omninode_bridge.errors import OmniNodeBridgeError, RegistryUnavailableError
+from omninode_bridge.errors import (
+    LeadershipLostError,
+    OmniNodeBridgeError,
+    RegistryUnavailableError,
+)
 from omninode_bridge.liveness.metrics import LivenessMetrics
 from omninode_bridge.services.db_errors import translate
 from omninode_bridge.services.postgres_client import describe_dsn
@@ -108,10 +112,6 @@ class Fence:
 
     def __repr__(self) -> str:
         return f"Fence(generation={self.generation}, name={self.name!r})"
-
-
-class LeadershipLostError(OmniNodeBridgeError):
-    """A fenced write found that its leader no longer holds the lease: nothing was written."""
 
 
 def fenced_ids(row: asyncpg.Record | None, what: str) -> list[str]:

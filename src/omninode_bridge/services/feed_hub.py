@@ -28,10 +28,12 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 
 from omninode_bridge.errors import (
+    FeedInterruptedError,
     OmniNodeBridgeError,
     RegistryOverloadedError,
     RegistryUnavailableError,
     ResyncRequiredError,
+    SubscriberLagError,
 )
 from omninode_bridge.models import ChangeEvent
 from omninode_bridge.services.change_feed import ChangeFeed
@@ -45,14 +47,6 @@ logger = logging.getLogger(__name__)
 EVENT_OVERHEAD = 512  # bytes of an event beyond its registration's JSON
 MAX_REPLAY_PAGE = 500
 FIRST_REPLAY_PAGE = 20
-
-
-class SubscriberLagError(OmniNodeBridgeError):
-    """A subscriber fell behind the hub's buffer; resume from its last cursor."""
-
-
-class FeedInterruptedError(RegistryUnavailableError):
-    """The hub stopped following the feed (the database was lost); resume from the last cursor."""
 
 
 def event_size(event: ChangeEvent) -> int:

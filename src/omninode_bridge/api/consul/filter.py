@@ -11,7 +11,8 @@ A selector is a dotted path into the answer's entries (``Service.Meta.version``,
 through a list of objects (``Checks``) it yields every element's value, and
 ``==`` holds when any of them matches. Values are double-quoted, backquoted,
 or bare words. Anything else (``matches``, numbers compared as numbers, an
-unknown top-level field) is a :class:`FilterError` naming what is not supported.
+unknown top-level field) is a ValidationFailedError naming ``filter`` and what
+is not supported.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["FilterError", "compile_filter"]
+from omninode_bridge.errors import ValidationFailedError
+
+__all__ = ["compile_filter"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -36,8 +39,10 @@ _TOKEN = re.compile(
 _KEYWORDS = {"and", "or", "not", "in", "is", "empty", "contains"}
 
 
-class FilterError(ValueError):
-    """An expression outside the supported subset; the message says what is not supported."""
+def FilterError(message: str) -> ValidationFailedError:
+    """An expression outside the supported subset, as the one validation error naming
+    ``filter``; the message says what is not supported."""
+    return ValidationFailedError([("filter", message.removeprefix("filter: "))])
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -205,7 +210,7 @@ class _Parser:
 def compile_filter(text: str, fields: frozenset[str]) -> Predicate:
     """A predicate over answer entries whose top-level keys are ``fields``.
 
-    Raises FilterError for anything outside the supported subset.
+    Raises ValidationFailedError (naming ``filter``) outside the supported subset.
     """
     if len(text) > 4096:
         raise FilterError("filter: longer than 4096 characters")

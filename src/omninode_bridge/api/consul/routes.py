@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from omninode_bridge.api.auth import bearer_scheme
 from omninode_bridge.api.consul.blocking import block, parse_wait
-from omninode_bridge.api.consul.filter import FilterError, compile_filter
+from omninode_bridge.api.consul.filter import compile_filter
 from omninode_bridge.api.consul.mapping import (
     Instance,
     Node,
@@ -31,7 +31,7 @@ from omninode_bridge.api.consul.mapping import (
     tags,
 )
 from omninode_bridge.api.routes.common import State
-from omninode_bridge.errors import RegistryUnavailableError, ValidationFailedError
+from omninode_bridge.errors import RegistryUnavailableError
 from omninode_bridge.services.live_view import LiveView
 
 __all__ = ["live_view", "router"]
@@ -106,10 +106,7 @@ async def live_view(state: State) -> LiveView:
 def _filter(text: str | None, fields: frozenset[str]) -> Callable[[Mapping[str, Any]], bool]:
     if not text:
         return lambda _: True
-    try:
-        return compile_filter(text, fields)
-    except FilterError as exc:
-        raise ValidationFailedError([("filter", str(exc))]) from None
+    return compile_filter(text, fields)
 
 
 def _selected(instances: list[Instance], wanted_tags: list[str] | None) -> list[Instance]:
