@@ -28,16 +28,10 @@ import httpx
 import orjson
 
 from omninode_bridge.errors import (
-    AuthenticationError,
     NoRoutableToolError,
     OmniNodeBridgeError,
-    PermissionDeniedError,
     RegistryUnavailableError,
-    ResyncRequiredError,
-    ToolAlreadyRegisteredError,
     ToolNotFoundError,
-    ToolOwnedBySourceError,
-    ValidationFailedError,
 )
 from omninode_bridge.models import (
     ChangeEvent,
@@ -45,45 +39,25 @@ from omninode_bridge.models import (
     ModelToolRegistrationCreate,
     ModelToolRegistrationPage,
 )
+from omninode_bridge.problem_types import error_from_problem
 
 __all__ = ["RegistryClient"]
 
 logger = logging.getLogger(__name__)
 
 
-def _raise_for_problem(response: httpx.Response, tool_id: str | None = None) -> None:
+def _raise_for_problem(response: httpx.Response) -> None:
+    """Raise the error the registry answered, rebuilt from its problem document
+    (:mod:`omninode_bridge.problem_types`, the table the server answers from)."""
     if response.status_code < 400:
         return
     try:
         problem: dict[str, Any] = response.json()
     except ValueError:
-        problem = {"detail": response.text[:200]}
-    detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase)
-    status = response.status_code
-    if status == 401:
-        raise AuthenticationError(detail)
-    if status == 403:
-        raise PermissionDeniedError(detail)
-    if status == 404 and "declared" in problem:
-        operation = str(problem.get("instance") or "").rsplit("/", 1)[-1]
-        explanation: dict[str, Any] = {
-            k: problem[k] for k in ("declared", "routable", "tools") if k in problem
-        }
-        raise NoRoutableToolError(operation, detail, explanation=explanation)
-    if status == 404 and tool_id is not None:
-        raise ToolNotFoundError(tool_id)
-    if status == 409 and "owner" in problem:
-        raise ToolOwnedBySourceError(str(problem.get("tool_id", tool_id)), str(problem["owner"]))
-    if status == 409 and tool_id is not None:
-        raise ToolAlreadyRegisteredError([tool_id])
-    if status == 410:
-        raise ResyncRequiredError(detail)
-    if status in (400, 413, 422):
-        errors = [(e["field"], e["message"]) for e in problem.get("errors") or []]
-        raise ValidationFailedError(errors or [("body", detail)])
-    if status >= 500:
-        raise RegistryUnavailableError(f"registry answered {status}: {detail}")
-    raise OmniNodeBridgeError(f"registry answered {status}: {detail}")
+        problem = {"detail": response.text[:200] or response.reason_phrase}
+    if not isinstance(problem, dict):
+        problem = {"detail": str(problem)[:200]}
+    raise error_from_problem(response.status_code, problem)
 
 
 class RegistryClient:
@@ -138,16 +112,14 @@ class RegistryClient:
         if self._owns_http:
             await self._http.aclose()
 
-    async def _request(
-        self, method: str, url: str, tool_id: str | None = None, **kw: Any
-    ) -> httpx.Response:
+    async def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         try:
             response = await self._http.request(method, url, **kw)
         except httpx.TransportError as exc:
             raise RegistryUnavailableError(
                 f"registry at {self._http.base_url} unreachable: {exc!r}"
             ) from exc
-        _raise_for_problem(response, tool_id)
+        _raise_for_problem(response)
         return response
 
     async def register(
@@ -157,7 +129,6 @@ class RegistryClient:
         response = await self._request(
             "PUT",
             f"/v1/tools/{registration.tool_id}",
-            None,
             content=registration.model_dump_json(),
             headers={"content-type": "application/json"},
         )
@@ -166,13 +137,13 @@ class RegistryClient:
 
     async def heartbeat(self, tool_id: str) -> None:
         """One heartbeat; ToolNotFoundError when the registry does not know the tool."""
-        await self._request("POST", f"/v1/tools/{tool_id}/heartbeat", tool_id)
+        await self._request("POST", f"/v1/tools/{tool_id}/heartbeat")
 
     async def deregister(self, tool_id: str) -> bool:
         """Delete the tool; ``False`` when it was already gone."""
         self._registered.pop(tool_id, None)
         try:
-            await self._request("DELETE", f"/v1/tools/{tool_id}", tool_id)
+            await self._request("DELETE", f"/v1/tools/{tool_id}")
         except ToolNotFoundError:
             return False
         return True
@@ -180,14 +151,14 @@ class RegistryClient:
     async def get(self, tool_id: str) -> ModelToolRegistration | None:
         """The tool's registration, or ``None`` when it is not registered."""
         try:
-            response = await self._request("GET", f"/v1/tools/{tool_id}", tool_id)
+            response = await self._request("GET", f"/v1/tools/{tool_id}")
         except ToolNotFoundError:
             return None
         return ModelToolRegistration.model_validate(response.json())
 
     async def search(self, **filters: Any) -> ModelToolRegistrationPage:
         """``POST /v1/tools/search`` with these filters (capabilities, node_type, where, ...)."""
-        response = await self._request("POST", "/v1/tools/search", None, json=filters)
+        response = await self._request("POST", "/v1/tools/search", json=filters)
         return ModelToolRegistrationPage.model_validate(response.json())
 
     async def discover(
@@ -200,7 +171,7 @@ class RegistryClient:
         first few are not routable (the registry's own account).
         """
         try:
-            response = await self._request("GET", f"/v1/discover/{operation}", None)
+            response = await self._request("GET", f"/v1/discover/{operation}")
         except NoRoutableToolError:
             if required:
                 raise

@@ -17,24 +17,17 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from omninode_bridge.errors import (
-    AuthenticationError,
     ConfigurationError,
-    DiscoveryError,
     MigrationError,
-    NoRoutableToolError,
     OmniNodeBridgeError,
-    PermissionDeniedError,
-    QueryTimeoutError,
     RegistryOverloadedError,
     RegistryUnavailableError,
-    ResyncRequiredError,
-    ToolAlreadyRegisteredError,
-    ToolNotFoundError,
-    ToolOwnedBySourceError,
     ValidationFailedError,
 )
+from omninode_bridge.problem_types import PROBLEM_BASE, problem_type_of
 
 __all__ = [
     "FieldError",
@@ -46,7 +39,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROBLEM_TYPE = "https://omninode.dev/problems/"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+PROBLEM_TYPE = PROBLEM_BASE
 RETRY_AFTER_SECONDS = 5
 
 
@@ -108,12 +103,34 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _json_content_type(value: str) -> bool:
+    media = value.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in errors):
-        detail = "; ".join(str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors)
-        return problem_response(400, "Malformed JSON", detail, instance=request.url.path)
+    body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+    content_type = request.headers.get("content-type", "")
+    if body_errors and not _json_content_type(content_type):
+        sent = content_type or "no content-type"
+        return problem_response(
+            415,
+            "Unsupported media type",
+            f"the body must be JSON: send content-type: application/json (got {sent})",
+            instance=request.url.path,
+        )
+    invalid = [e for e in errors if e.get("type") == "json_invalid"]
+    if invalid:
+        return problem_response(
+            400,
+            "Malformed JSON",
+            "; ".join([await _json_position(request, e) for e in invalid]),
+            instance=request.url.path,
+        )
     fields = [
         (_loc(e.get("loc", ())), str(e.get("msg", "invalid")).removeprefix("Value error, "))
         for e in errors
@@ -128,6 +145,19 @@ async def _validation(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _json_position(request: Request, error: Mapping[str, Any]) -> str:
+    """The decoder's complaint with the line and column where it stopped."""
+    reason = str(error.get("ctx", {}).get("error", error.get("msg")))
+    loc = tuple(error.get("loc", ()))
+    offset = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    if offset is None:
+        return reason
+    body = await request.body()
+    line = body.count(b"\n", 0, offset) + 1
+    column = offset - (body.rfind(b"\n", 0, offset) + 1) + 1
+    return f"{reason} at line {line}, column {column} (character {offset})"
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
@@ -135,28 +165,33 @@ async def _http(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.method} {request.url.path}"
+    headers = exc.headers
+    if exc.status_code == 405:
+        given = (headers or {}).get("Allow") or (headers or {}).get("allow") or ""
+        # Every route of the path (Starlette names only the first one's methods), unless a
+        # route takes every method and answers 405 itself: then its own word.
+        allowed = _allowed_methods(request)
+        if given and allowed == ", ".join(_METHODS):
+            allowed = given
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        headers = {**(headers or {}), "Allow": allowed}
     return problem_response(
-        exc.status_code, title, detail, instance=request.url.path, headers=exc.headers
+        exc.status_code, title, detail, instance=request.url.path, headers=headers
     )
 
 
-_STATUS: list[tuple[type[OmniNodeBridgeError], int, str]] = [
-    (ValidationFailedError, 422, "Validation failed"),
-    (ToolAlreadyRegisteredError, 409, "Tool already registered"),
-    (ToolOwnedBySourceError, 409, "Tool owned by a source"),
-    (ToolNotFoundError, 404, "Tool not found"),
-    (NoRoutableToolError, 404, "No routable tool"),
-    (AuthenticationError, 401, "Unauthorized"),
-    (PermissionDeniedError, 403, "Forbidden"),
-    (ResyncRequiredError, 410, "Resync required"),
-    (QueryTimeoutError, 422, "Query too expensive"),
-    (RegistryOverloadedError, 503, "Registry overloaded"),
-    (RegistryUnavailableError, 503, "Registry unavailable"),
-    (MigrationError, 503, "Schema not ready"),
-    (ConfigurationError, 503, "Registry misconfigured"),
-    # Calling a tool (MCP route_request): it failed, or has no endpoint for the operation.
-    (DiscoveryError, 502, "Tool call failed"),
-]
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes (Starlette names only the first route's):
+    each candidate is matched as the router would match it."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        for route in request.app.router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                allowed.append(method)
+                break
+    return ", ".join(allowed)
 
 
 _PUBLIC_503: dict[type[OmniNodeBridgeError], str] = {
@@ -171,21 +206,24 @@ def public_problem(exc: OmniNodeBridgeError) -> tuple[int, str, str] | None:
 
     Every face that reports errors to clients (problem+json here, MCP tool errors) uses it.
     """
-    for cls, status, title in _STATUS:
-        if isinstance(exc, cls):
-            detail = str(exc)
-            if status == 503 and not isinstance(exc, RegistryOverloadedError):
-                # The full message names the database (a host, a socket path):
-                # it goes to the log, not to an unauthenticated client.
-                detail = f"{_PUBLIC_503.get(cls, title)}; retry in {RETRY_AFTER_SECONDS}s"
-            return status, title, detail
-    return None
+    row = problem_type_of(exc)
+    if row is None:
+        return None
+    detail = str(exc)
+    if isinstance(exc, ValidationFailedError):
+        detail = "; ".join(f"{field}: {message}" for field, message in exc.errors)
+    if row.status == 503 and not isinstance(exc, RegistryOverloadedError):
+        # The full message names the database (a host, a socket path):
+        # it goes to the log, not to an unauthenticated client.
+        detail = f"{_PUBLIC_503.get(row.error, row.title)}; retry in {RETRY_AFTER_SECONDS}s"
+    return row.status, row.title, detail
 
 
 async def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OmniNodeBridgeError)
+    row = problem_type_of(exc)
     mapped = public_problem(exc)
-    if mapped is None:
+    if row is None or mapped is None:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
         return problem_response(
             500, "Internal error", "the registry failed; see its log", instance=request.url.path
@@ -198,19 +236,15 @@ async def _domain(request: Request, exc: Exception) -> Response:
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         logger.warning("%s %s: %s", request.method, request.url.path, exc)
-    extra = None
-    if isinstance(exc, NoRoutableToolError) and exc.explanation is not None:
-        extra = {k: v for k, v in exc.explanation.items() if k != "summary"}
-    if isinstance(exc, ToolOwnedBySourceError):
-        extra = {"tool_id": exc.tool_id, "owner": exc.owner}
     return problem_response(
         status,
         title,
         detail,
+        slug=row.slug,
         instance=request.url.path,
         errors=errors,
         headers=headers,
-        extra=extra,
+        extra=row.members(exc),
     )
 
 
