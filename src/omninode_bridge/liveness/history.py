@@ -34,6 +34,7 @@ from omninode_bridge.services.tool_registration_repository import could_be_regis
 __all__ = ["HealthHistory", "ToolHealth"]
 
 Q = load_queries("liveness.sql")
+DISCOVERY_SQL = load_queries("discovery.sql")
 MAX_HISTORY = 10_000
 
 
@@ -122,7 +123,9 @@ class HealthHistory:
 
     async def critical_tool_ids(self) -> set[str]:
         """The tools whose active checks say ``critical`` now (never routable)."""
-        return {row["tool_id"] for row in await self.client.fetch(Q["critical_tool_ids"])}
+        # The discovery index's query: one definition of "held critical".
+        rows = await self.client.fetch(DISCOVERY_SQL["critical_tool_ids"])
+        return {row["tool_id"] for row in rows}
 
     async def routable_tools(self, operation: str) -> list[ModelToolRegistration]:
         """Tools routable for ``operation`` now (database clock), ordered by tool_id."""

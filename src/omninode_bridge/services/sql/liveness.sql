@@ -253,9 +253,6 @@ WITH fence AS (
 SELECT EXISTS (SELECT FROM fence) AS leading,
        coalesce((SELECT array_agg(up.tool_id) FROM up), '{}') AS tool_ids
 
--- name: critical_tool_ids
-SELECT tool_id FROM tool_health WHERE check_status = 'critical' ORDER BY tool_id
-
 -- name: get_health
 SELECT r.tool_id, r.health_endpoint, r.last_heartbeat,
        COALESCE(h.check_status, 'unknown') AS check_status,
