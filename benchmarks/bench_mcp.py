@@ -1,20 +1,34 @@
-"""The MCP face against the REST API it stands beside, and its change notifications.
+"""The MCP face: ``call_tool`` against ``route_request`` called directly, the read tools
+against the REST API they stand beside, and the change notifications.
 
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.bench_mcp [--tools 1000] [--servers 200] [--requests 400]
-                                             [--listeners 200] [--rounds 3]
+                                             [--calls 1000] [--listeners 200] [--rounds 3]
 
 With ``DATABASE_URL`` set it creates a throwaway database on that server and
 drops it after; otherwise it starts the embedded PostgreSQL in a fresh
 temporary data dir under /tmp, and stops and removes it after (both through
 ``benchmarks.bench_api``'s helpers).
 
-One real ``toolreg serve`` on 127.0.0.1 with default settings, on ``--tools``
-realistic registrations (``bench_api.prepare``: about 1 KB each, 3 of 8
-operations, none with a health endpoint the checker could probe) plus
-``--servers`` tools with an ``mcp`` endpoint (MCP servers for ``/v0.1``).
+One real ``toolreg serve`` on 127.0.0.1 with default settings but active
+checks off (``TOOLREG_CHECK_INTERVAL_SECONDS=3600``: the seeded health
+endpoints resolve nowhere, and tools turning critical mid-run would change
+what ``search_tools`` answers), on ``--tools`` realistic registrations
+(``bench_api.prepare``: about 1 KB each, 3 of 8 operations) plus ``--servers``
+tools with an ``mcp`` endpoint (MCP servers for ``/v0.1``).
 
+0. **call_tool over MCP against route_request called directly.** A real local
+   HTTP tool in a process of its own (``tests.services.discovery.tool_server``,
+   an echo), registered for an operation no other tool offers. One side calls
+   ``ToolDiscoveryService.route_request`` in this process (its own index, on
+   the same database); the other POSTs ``tools/call call_tool`` to ``/mcp``
+   (2026-07-28 JSON, a write token, one kept-alive httpx connection), where the
+   server's own discovery service makes the same call; a third side goes
+   through the official SDK's ``Client.call_tool`` (what an agent's code
+   pays). Interleaved call by call, ``--calls`` each after a warm-up; the
+   answers are checked. **Added = p50 MCP - p50 direct**, target
+   <= ``CALL_ADDED_TARGET_MS``.
 1. **Requests, MCP against REST.** One client on one kept-alive connection
    (httpx) alternates a REST request and the MCP request (a 2026-07-28 JSON
    POST to ``/mcp``, no handshake) that answers the same question,
@@ -22,11 +36,13 @@ operations, none with a health endpoint the checker could probe) plus
 
    * ``GET /v1/discover/stamp`` / ``tools/call discover {operation: stamp}``
      (MCP adds the discovery service's explanation over every declaring tool);
-   * ``POST /v1/tools/search`` / ``tools/call find_tools``, both
-     ``{capabilities: {operations: [stamp]}, limit: 50}`` (MCP adds each
-     tool's health from the live view);
-   * ``GET /v1/tools/{id}`` / ``resources/read toolreg://tools/{id}`` (the
-     resource answers from the live view, no query) and ``tools/call get_tool``.
+   * ``POST /v1/tools/search`` ``{capabilities: {operations: [stamp]},
+     healthy_within_seconds: TTL, limit: 50}`` / ``tools/call search_tools
+     {operation: stamp, limit: 50}`` (healthy ones only, compact documents
+     with each tool's health from the live view);
+   * ``GET /v1/tools/{id}`` / ``resources/read toolreg://tools/{id}`` and
+     ``tools/call get_tool`` (all three: the registration with its health, one
+     statement).
 
    Per pair: p50 / p99 of each side and **ratio = p50 MCP / p50 REST**.
 2. **Listen fan-out.** ``--listeners`` ``subscriptions/listen`` streams (raw
@@ -39,8 +55,9 @@ operations, none with a health endpoint the checker could probe) plus
    a change (the catalog is rebuilt) and ``--requests`` more (cached).
 
 Exit status 1 when an answer is wrong, a listener misses a notification, the
-listen p99 from sending the PUT is not under ``LISTEN_P99_TARGET_MS``, or a
-ratio is above ``RATIO_TARGET``.
+listen p99 from sending the PUT is not under ``LISTEN_P99_TARGET_MS``, a
+ratio is above ``RATIO_TARGET``, or call_tool adds more than
+``CALL_ADDED_TARGET_MS`` at p50.
 """
 
 from __future__ import annotations
@@ -57,7 +74,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import orjson
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from tests.services.discovery.tool_server import ToolProcess
 
 from benchmarks.bench_api import (
     HOST,
@@ -73,8 +94,19 @@ from benchmarks.bench_api import (
     wait_ready,
 )
 from benchmarks.bench_attack import pct
+from omninode_bridge.services import (
+    PostgresClient,
+    ToolDiscoveryService,
+    ToolRegistrationRepository,
+)
+from omninode_bridge.settings import Settings
 
 MODERN = "2026-07-28"
+CALL_ADDED_TARGET_MS = 2.0
+CALL_OPERATION = "bench-mcp-echo"
+CALL_WARMUP = 100
+PAYLOAD = {"content": "Hello World", "namespace": "test"}
+TTL_SECONDS = 300  # the server's default TOOLREG_TTL_SECONDS
 RATIO_TARGET = 3.0
 LISTEN_P99_TARGET_MS = 500.0
 WARMUP = 20
@@ -227,6 +259,83 @@ async def fan_out(base_url: str, token: str, listeners: int, rounds: int) -> lis
     return results
 
 
+@dataclass
+class Calls:
+    direct: list[float]
+    mcp: list[float]
+    sdk: list[float]
+
+    def added_ms(self, side: list[float]) -> float:
+        return (statistics.median(side) - statistics.median(self.direct)) * 1000
+
+
+async def call_overhead(base_url: str, dsn: str, token: str, calls: int) -> Calls:
+    """``call_tool`` over MCP (raw and through the SDK's client) against ``route_request``
+    in this process, on the same database and the same real local tool (see 0. above)."""
+    echo = ToolProcess("bench-mcp-echo")
+    auth = {"Authorization": f"Bearer {token}"}
+    tool = {
+        "tool_id": "bench-mcp-echo",
+        "node_type": "effect",
+        "capabilities": {"operations": [CALL_OPERATION]},
+        "endpoints": {CALL_OPERATION: echo.url("/echo")},
+    }
+    expected = {"tool": "bench-mcp-echo", "path": "/echo", "received": PAYLOAD}
+    arguments = {"operation": CALL_OPERATION, "payload": PAYLOAD}
+    headers, body = mcp_request("tools/call", {"name": "call_tool", "arguments": arguments})
+    headers.update(auth)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+            PostgresClient(Settings(pool_min_size=1, pool_max_size=2), dsn=dsn) as db,
+            ToolDiscoveryService(ToolRegistrationRepository(db)) as service,
+            httpx2.AsyncClient(headers=auth, timeout=httpx2.Timeout(30)) as sdk_http,
+            Client(streamable_http_client(base_url + "/mcp", http_client=sdk_http)) as sdk,
+        ):
+            put = await http.put(f"/v1/tools/{tool['tool_id']}", json=tool, headers=auth)
+            assert put.status_code in (200, 201), put.text
+
+            def check(answer: Any, label: str) -> None:
+                if answer != expected:
+                    raise SystemExit(f"{label} answered {answer!r}")
+
+            async def direct() -> None:
+                check(await service.route_request(CALL_OPERATION, PAYLOAD), "route_request")
+
+            async def over_mcp() -> None:
+                result = (await http.post("/mcp", headers=headers, content=body)).json()["result"]
+                check(result if result.get("isError") else result["structuredContent"], "MCP")
+
+            async def through_sdk() -> None:
+                result = await sdk.call_tool("call_tool", arguments)
+                check(result if result.is_error else result.structured_content, "the SDK")
+
+            # Both discovery services (this one and the server's) see the new tool.
+            discover = {"name": "discover", "arguments": {"operation": CALL_OPERATION}}
+            ask, question = mcp_request("tools/call", discover)
+            ask.update(auth)
+            async with asyncio.timeout(10):
+                while await service.discover_tool(CALL_OPERATION) is None:
+                    await service.wait_for_update()
+                while True:
+                    found = (await http.post("/mcp", headers=ask, content=question)).json()
+                    if found["result"]["structuredContent"]["routable"]:
+                        break
+                    await asyncio.sleep(0.05)
+            sides = {"direct": direct, "mcp": over_mcp, "sdk": through_sdk}
+            samples: dict[str, list[float]] = {name: [] for name in sides}
+            clock = time.perf_counter
+            for n in range(CALL_WARMUP + calls):
+                for name, call in sides.items():  # interleaved: each sees the same machine
+                    started = clock()
+                    await call()
+                    if n >= CALL_WARMUP:
+                        samples[name].append(clock() - started)
+    finally:
+        echo.kill()
+    return Calls(samples["direct"], samples["mcp"], samples["sdk"])
+
+
 def ms(values: list[float]) -> str:
     ordered = sorted(values)
     return f"{pct(ordered, 50) * 1000:.2f} / {pct(ordered, 99) * 1000:.2f}"
@@ -249,7 +358,7 @@ async def run(args: argparse.Namespace) -> int:
         proc = start_process(
             "registry",
             [TOOLREG, "serve", "--port", str(port), "--log-level", "warning"],
-            clean_env(DATABASE_URL=dsn),
+            clean_env(DATABASE_URL=dsn, TOOLREG_CHECK_INTERVAL_SECONDS="3600"),
             port,
             logs,
         )
@@ -262,12 +371,13 @@ async def run(args: argparse.Namespace) -> int:
                 put = await http.put(f"/v1/tools/{tool['tool_id']}", json=tool, headers=auth)
                 assert put.status_code in (200, 201), put.text
             load_before = machine_load("before")
+            calls = await call_overhead(base, dsn, token, args.calls)
 
             def same_tool(rest: Any, mcp: Any) -> None:
                 assert mcp["structuredContent"]["tool"]["tool_id"], mcp
 
             def same_page(rest: Any, mcp: Any) -> None:
-                ids = [t["tool_id"] for t in mcp["structuredContent"]["items"]]
+                ids = [t["tool_id"] for t in mcp["structuredContent"]["tools"]]
                 assert ids == [t["tool_id"] for t in rest["items"]], (ids, rest)
 
             def same_row(rest: Any, mcp: Any) -> None:
@@ -277,7 +387,11 @@ async def run(args: argparse.Namespace) -> int:
                     document = mcp["structuredContent"]
                 assert document["tool_id"] == rest["tool_id"]
 
-            search = {"capabilities": {"operations": ["stamp"]}, "limit": 50}
+            search = {
+                "capabilities": {"operations": ["stamp"]},
+                "healthy_within_seconds": TTL_SECONDS,
+                "limit": 50,
+            }
             one = tool_id(7)
             pairs = [
                 await compare(
@@ -289,7 +403,8 @@ async def run(args: argparse.Namespace) -> int:
                 await compare(
                     http, "search, 50 a page",
                     {"method": "POST", "path": "/v1/tools/search", "json": search},
-                    ("tools/call", {"name": "find_tools", "arguments": search}),
+                    ("tools/call", {"name": "search_tools",
+                                    "arguments": {"operation": "stamp", "limit": 50}}),
                     args.requests, same_page,
                 ),
                 await compare(
@@ -323,6 +438,15 @@ async def run(args: argparse.Namespace) -> int:
         load_after = machine_load("after")
 
         print(f"\n{args.tools} tools + {args.servers} MCP servers\n{load_before}\n{load_after}")
+        print(f"\ncall_tool against route_request called directly, {args.calls} calls each:\n")
+        print("| path | p50 / p99 ms | added at p50 ms |")
+        print("| --- | ---: | ---: |")
+        print(f"| `route_request` in-process (baseline) | {ms(calls.direct)} | - |")
+        print(f"| `call_tool` over MCP (raw JSON-RPC POST) | {ms(calls.mcp)} | "
+              f"{calls.added_ms(calls.mcp):.2f} |")  # fmt: skip
+        print(f"| `call_tool` through the SDK's `Client` | {ms(calls.sdk)} | "
+              f"{calls.added_ms(calls.sdk):.2f} |")  # fmt: skip
+        failed |= calls.added_ms(calls.mcp) > CALL_ADDED_TARGET_MS
         print("\n| question | REST p50 / p99 ms | MCP p50 / p99 ms | ratio (p50) |")
         print("| --- | ---: | ---: | ---: |")
         for pair in pairs:
@@ -363,6 +487,7 @@ def main() -> None:
     parser.add_argument("--tools", type=int, default=1000)
     parser.add_argument("--servers", type=int, default=200)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--listeners", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     sys.exit(asyncio.run(run(parser.parse_args())))

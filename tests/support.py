@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from omninode_bridge.settings import dsn_hosts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLREG = str(Path(sys.executable).with_name("toolreg"))
@@ -80,3 +83,61 @@ def terminate(process: subprocess.Popen[Any]) -> int:
             process.kill()
             process.wait(timeout=10)
     return int(process.returncode)
+
+
+class SwitchableProxy:
+    """A TCP port on loopback forwarding to the server of ``dsn``, or refusing connections.
+
+    ``dsn`` is the DSN through the proxy. ``down()`` is a lost primary: new connections
+    are refused and open ones cut; ``up()`` brings it back.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        ((self.host, port),) = dsn_hosts(dsn)
+        self.target_port = port or 5432
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+        parts = urlsplit(dsn)
+        userinfo = parts.netloc.rpartition("@")[0]
+        query = "&".join(
+            p for p in parts.query.split("&") if p and not p.startswith(("host=", "port="))
+        )
+        self.dsn = urlunsplit(
+            parts._replace(netloc=f"{userinfo}@127.0.0.1:{self.port}", query=query)
+        )
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        """Refuse new connections and cut the open ones (the primary is gone)."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        for pipe in self.pipes:
+            pipe.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.host.startswith("/"):
+            path = f"{self.host}/.s.PGSQL.{self.target_port}"
+            up_reader, up_writer = await asyncio.open_unix_connection(path)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self.pipes.add(task)
+            task.add_done_callback(self.pipes.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except OSError:
+            pass
+        finally:
+            sink.close()

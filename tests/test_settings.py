@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from omninode_bridge.errors import ConfigurationError
-from omninode_bridge.settings import load_settings
+from omninode_bridge.services.postgres_client import describe_dsn
+from omninode_bridge.settings import dsn_hosts, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,42 @@ def test_asyncpg_style_scheme_is_normalized(monkeypatch: pytest.MonkeyPatch) -> 
     assert load_settings().external_dsn() == "postgresql://u@h/db"
 
 
+@pytest.mark.parametrize(
+    ("url", "hosts", "described"),
+    [
+        (
+            "postgresql://u:p@127.0.0.1:5432,127.0.0.1:5433/db?target_session_attrs=read-write",
+            [("127.0.0.1", 5432), ("127.0.0.1", 5433)],
+            "127.0.0.1:5432,127.0.0.1:5433/db",
+        ),
+        ("postgresql://u:p@h1,h2:5433/db", [("h1", None), ("h2", 5433)], "h1:5432,h2:5433/db"),
+        (
+            "postgresql://u:p@[::1]:5432,[fe80::1]/db",
+            [("::1", 5432), ("fe80::1", None)],
+            "[::1]:5432,[fe80::1]:5432/db",
+        ),
+        (
+            "postgresql://u@/db?host=h1,h2&port=6432,6433",
+            [("h1", 6432), ("h2", 6433)],
+            "h1:6432,h2:6433/db",
+        ),
+        (
+            "postgresql://u@/db?host=h1,h2&port=6432",
+            [("h1", 6432), ("h2", 6432)],
+            "h1:6432,h2:6432/db",
+        ),
+    ],
+)
+def test_multi_host_url_is_accepted_as_given(
+    monkeypatch: pytest.MonkeyPatch, url: str, hosts: list[tuple[str, int | None]], described: str
+) -> None:
+    # What asyncpg (and libpq) accept for a Patroni cluster: every host, tried in order.
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert load_settings().external_dsn() == url
+    assert dsn_hosts(url) == hosts
+    assert describe_dsn(url) == described
+
+
 def test_postgres_parts_build_a_quoted_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSTGRES_HOST", "127.0.0.1")
     monkeypatch.setenv("POSTGRES_PASSWORD", "p@ss:/word")
@@ -61,6 +98,10 @@ def test_postgres_parts_build_a_quoted_dsn(monkeypatch: pytest.MonkeyPatch) -> N
         ("DATABASE_URL", "mysql://u@h/db", "DATABASE_URL"),
         ("DATABASE_URL", "postgresql://u@h:notaport/db", "DATABASE_URL"),
         ("DATABASE_URL", "postgresql:///db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://u@h1:5432,h2:notaport/db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://u@h1:5432,h2:70000/db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://u@[::1:5432/db", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://u@/db?host=h1,h2&port=1,2,3", "DATABASE_URL"),
         ("POSTGRES_PORT", "abc", "POSTGRES_PORT"),
         ("POSTGRES_PORT", "70000", "POSTGRES_PORT"),
         ("POSTGRES_DB", "bad-name; drop", "POSTGRES_DB"),

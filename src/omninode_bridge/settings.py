@@ -17,7 +17,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from pydantic import (
     Field,
@@ -30,10 +30,50 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omninode_bridge.errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "dsn_hosts", "load_settings"]
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+
+
+def _port(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("has an invalid port")
+    return int(text)
+
+
+def dsn_hosts(dsn: str) -> list[tuple[str, int | None]]:
+    """The ``(host, port)`` pairs of a ``postgresql://`` URL, in the order they are tried.
+
+    Multi-host URLs (``h1:5432,h2:5433``, ``[::1]:5432``, or ``?host=h1,h2&port=5432,5433``
+    as libpq and asyncpg accept them) give one pair each; a port left out is ``None``. An
+    empty list: the URL names no host. Raises ValueError ("has an invalid port") for a
+    port that is not 1-65535 and for a port list that does not match the hosts.
+    """
+    parts = urlsplit(dsn)
+    hosts: list[tuple[str, int | None]] = []
+    hostlist = parts.netloc.rpartition("@")[2]
+    for entry in hostlist.split(",") if hostlist else []:
+        if entry.startswith("["):  # an IPv6 address
+            host, closed, rest = entry[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError("has a malformed [IPv6] host")
+            hosts.append((host, _port(rest[1:])))
+        else:
+            host, _, port = entry.partition(":")
+            hosts.append((host, _port(port)))
+    query = parse_qs(parts.query)
+    if "host" in query:  # libpq's host= parameter overrides the URL's hosts
+        ports = [_port(p) for p in ",".join(query.get("port", [])).split(",")]
+        names = ",".join(query["host"]).split(",")
+        if len(ports) == 1:
+            ports *= len(names)
+        if len(ports) != len(names):
+            raise ValueError("has an invalid port (one per host= entry, or one for all)")
+        hosts = list(zip(names, ports, strict=True))
+    return [(host, port) for host, port in hosts if host or port is not None]
 
 
 def _env(name: str, default: Any, **constraints: Any) -> Any:
@@ -154,11 +194,8 @@ class Settings(BaseSettings):
                 "must start with postgresql:// (or postgres://), "
                 f"got scheme {parts.scheme or '(none)'!r}"
             )
-        try:
-            parts.port  # noqa: B018 - parsing the port validates it
-        except ValueError:
-            raise ValueError("has an invalid port") from None
-        if not parts.hostname and "host=" not in parts.query:
+        # Every host of a multi-host URL (h1:5432,h2:5433) is checked, with its port.
+        if not [host for host, _ in dsn_hosts(raw) if host]:
             raise ValueError("names no host (postgresql://user:password@host:port/database)")
         if parts.scheme != "postgresql":
             raw = "postgresql" + raw[len(parts.scheme) :]

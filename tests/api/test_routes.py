@@ -43,7 +43,13 @@ async def test_health_ready_openapi_docs_metrics(http: httpx.AsyncClient) -> Non
     detail = ready.json()["detail"]
     assert detail["database"] == "ok" and detail["change_feed"] == "following"
     # Open to anyone: no host, socket path or server version.
-    assert set(detail) == {"database", "latency_ms", "change_feed"}
+    assert set(detail) == {
+        "database",
+        "latency_ms",
+        "change_feed",
+        "discovery_index",
+        "discovery_index_stale_seconds",
+    }
     spec = (await http.get("/openapi.json")).json()
     for path in (
         "/v1/tools",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -15,7 +16,8 @@ from omninode_bridge.errors import (
     RegistryUnavailableError,
 )
 from omninode_bridge.services import PostgresClient
-from omninode_bridge.settings import Settings
+from omninode_bridge.settings import Settings, dsn_hosts
+from tests.support import free_port
 
 
 async def test_jsonb_round_trips_through_the_codec(postgres_client: PostgresClient) -> None:
@@ -121,3 +123,34 @@ async def test_close_is_idempotent_and_async_with_works(
         assert await client.fetchval("SELECT 1") == 1
     assert not client.is_connected
     await client.close()
+
+
+def _with_a_dead_host_first(dsn: str) -> str:
+    """``dsn`` as a multi-host URL (libpq's host= list) whose first host is down."""
+    ((host, port),) = dsn_hosts(dsn)
+    port = port or 5432
+    dead = (
+        ("/nonexistent-toolreg-socket-dir", port)
+        if host.startswith("/")
+        else ("127.0.0.1", free_port())
+    )
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
+    query += [
+        ("host", f"{dead[0]},{host}"),
+        ("port", f"{dead[1]},{port}"),
+        ("target_session_attrs", "read-write"),
+    ]
+    userinfo = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@", query=urlencode(query, safe="/,")))
+
+
+async def test_multi_host_url_connects_to_the_host_that_answers(
+    db_dsn: str, test_settings: Settings
+) -> None:
+    # As with a Patroni cluster: hosts are tried in order, the one that takes writes wins.
+    dsn = _with_a_dead_host_first(db_dsn)
+    async with PostgresClient(test_settings, dsn=dsn) as client:
+        assert await client.fetchval("SELECT NOT pg_is_in_recovery()") is True
+        assert client.where.count(":") == 2  # both hosts named, no password
+        assert (await client.health_check())["status"] == "healthy"

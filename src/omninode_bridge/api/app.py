@@ -1,7 +1,8 @@
 """The app factory: ``create_app(settings)`` builds one registry server, state and all.
 
-Nothing lives at module level: the pool, the services and the metrics
-registry are created in the lifespan and hang off ``app.state.toolreg``.
+Nothing lives at module level: the factory creates the metrics registry (and
+the MCP server) for this app alone; the pool and the services are created in
+the lifespan and hang off ``app.state.toolreg``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge import __version__
-from omninode_bridge.api import consul, sd
+from omninode_bridge.api import consul, sd, ui
 from omninode_bridge.api.body_limit import BodyLimitMiddleware
 from omninode_bridge.api.mcp import McpFace
 from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
 from omninode_bridge.api.problems import install_problem_handlers
-from omninode_bridge.api.routes import changes, discover, health, meta, search, tools
+from omninode_bridge.api.routes import (
+    changes,
+    discover,
+    health,
+    history,
+    meta,
+    search,
+    tokens,
+    tools,
+)
 from omninode_bridge.api.state import AppState
 from omninode_bridge.autodiscovery import BridgeMetrics, bridges_from_settings
 from omninode_bridge.errors import OmniNodeBridgeError
@@ -123,10 +133,14 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             lambda: float(pool.get_size() - pool.get_idle_size()),
             lambda: float(pool.get_max_size()),
         )
+        metrics.bind_discovery(state.discovery.metrics, settings.stale_index_grace_seconds)
         app.state.toolreg = state
         liveness = LivenessRunner(client, repository, settings, metrics.registry)
         try:
             await hub.start()
+            # The console, Consul and Prometheus SD read the live view: load it now, in the
+            # background, so that their first reader does not wait for a large registry.
+            state.live_view.start()
             await liveness.start()
             gauges = asyncio.create_task(_refresh_gauges(state), name="registry gauges")
             gauges.add_done_callback(_log_failure)
@@ -167,15 +181,17 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
         redoc_url=None,
     )
     install_problem_handlers(app)
-    for module in (health, tools, search, discover, changes):
+    for module in (health, tools, history, search, discover, changes, tokens):
         app.include_router(module.router)
     app.include_router(meta.router(guarded=settings.reads_require_token))
     app.include_router(sd.router)
     app.include_router(consul.router)
-    # The MCP face: a new MCP server per app; /mcp goes after every other route.
+    ui.install(app, settings)  # the web console: /ui/ (and / redirects there)
+    # The MCP face: a new MCP server per app. /mcp is an exact path that no other route
+    # shares, so it goes first: its calls skip matching every other route.
     mcp = McpFace(settings, lambda: app.state.toolreg)
     app.include_router(mcp.registry_router)
-    app.router.routes.append(mcp.route)
+    app.router.routes.insert(0, mcp.route)
 
     limits = JsonLimits(
         max_bytes=settings.max_json_bytes, max_registration_bytes=settings.max_registration_bytes

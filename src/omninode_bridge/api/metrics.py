@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["KNOWN_METHODS", "Metrics", "MetricsMiddleware"]
+
+if TYPE_CHECKING:
+    from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -84,6 +88,24 @@ class Metrics:
             "Times this server lost the change feed (open streams were ended).",
             registry=r,
         )
+        self.index_stale_seconds = Gauge(
+            "toolreg_discovery_index_stale_seconds",
+            "Seconds since the discovery index was last known current (0 while it is): "
+            "discovery answers from the last known state until TOOLREG_STALE_INDEX_GRACE_SECONDS.",
+            registry=r,
+        )
+        self.index_degraded = Gauge(
+            "toolreg_discovery_index_degraded",
+            "1 while the discovery index cannot be kept current (the database is away) and "
+            "discovery answers from the last known state, else 0.",
+            registry=r,
+        )
+        self.index_unavailable = Gauge(
+            "toolreg_discovery_index_unavailable",
+            "1 once the discovery index has been stale longer than the grace: discovery "
+            "calls fail until the database is back, else 0.",
+            registry=r,
+        )
         self.sse_dropped = Counter(
             "toolreg_sse_subscribers_dropped_total",
             "SSE streams ended because the client fell too far behind (TOOLREG_SSE_BUFFER_BYTES).",
@@ -101,6 +123,22 @@ class Metrics:
         self.pool_size.set_function(size)
         self.pool_in_use.set_function(in_use)
         self.pool_max.set_function(max_size)
+
+    def bind_discovery(self, discovery: DiscoveryMetrics, grace_seconds: float) -> None:
+        """Read the discovery-index gauges from ``discovery`` at scrape time.
+
+        Only its scalar fields are read (scrapes run in a worker thread).
+        """
+
+        def stale_seconds() -> float:
+            since = discovery.index_stale_since
+            if not discovery.index_degraded or since is None:
+                return 0.0
+            return max(0.0, time.monotonic() - since)
+
+        self.index_stale_seconds.set_function(stale_seconds)
+        self.index_degraded.set_function(lambda: float(discovery.index_degraded))
+        self.index_unavailable.set_function(lambda: float(stale_seconds() > grace_seconds))
 
     async def exposition(self) -> bytes:
         """The text exposition of every metric, generated in a worker thread.

@@ -67,6 +67,7 @@ Q = load_queries("liveness.sql")
 # Key of the advisory lock the liveness candidates queue on ("toollive").
 LIVENESS_LOCK_KEY = 0x746F6F6C_6C697665
 LEASE_NAME = "liveness"
+RETRY_MAX_SECONDS = 2.0  # the longest wait between campaigns while the database is away
 Lead = Callable[["Fence"], Coroutine[Any, Any, None]]
 _DRIVER_ERRORS = (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -198,8 +199,11 @@ class LeaderElection:
                 fence = self._step_down()
                 if conn is not None:
                     await self._close(conn, fence)
-            # Back off while the database stays out of reach, up to one interval.
-            await asyncio.sleep(min(self.interval, self.retry_delay * 2 ** min(failures, 16)))
+            # Back off while the database stays out of reach, up to one interval but never
+            # past RETRY_MAX_SECONDS: after a failover the promoted primary is campaigned on
+            # within seconds, not up to an interval (30 s by default) after it takes writes.
+            backoff = self.retry_delay * 2 ** min(failures, 16)
+            await asyncio.sleep(min(self.interval, RETRY_MAX_SECONDS, backoff))
 
     def _server_settings(self) -> dict[str, str]:
         millis = max(1, math.ceil(self.renew_every * 1000))

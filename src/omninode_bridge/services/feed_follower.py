@@ -47,7 +47,9 @@ class FollowTuning:
     poll_interval: float = 1.0
     held_back_retry: float = 0.01  # first re-read when a NOTIFY's events are held back
     reconnect_min: float = 0.05
-    reconnect_max: float = 2.0
+    # The backoff's cap is how late following resumes once the database is back (a
+    # failover: the promoted primary takes writes; the feed waits up to this long).
+    reconnect_max: float = 0.5
 
 
 class _Signals:

@@ -97,13 +97,20 @@ class LiveView:
 
     # -- lifecycle ----------------------------------------------------------------
 
+    def start(self) -> None:
+        """Begin loading and following in the background (idempotent); the server calls it
+        at start so that the first reader does not wait for a large registry to load."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="toolreg-live-view")
+
     async def ensure_started(self, timeout: float) -> None:
         """Start following (once) and wait up to ``timeout`` s for the first load.
 
-        Raises TimeoutError when the view is not loaded in time.
+        Returns at once when it is loaded. Raises TimeoutError when it is not in time.
         """
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="toolreg-live-view")
+        if self._ready.is_set():
+            return
+        self.start()
         async with asyncio.timeout(timeout):
             await self._ready.wait()
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -30,7 +30,7 @@ from omninode_bridge.errors import (
     RegistryUnavailableError,
 )
 from omninode_bridge.services.db_errors import DRIVER_ERRORS, translate, translating
-from omninode_bridge.settings import Settings, load_settings
+from omninode_bridge.settings import Settings, dsn_hosts, load_settings
 
 __all__ = ["PoolMetrics", "PostgresClient", "describe_dsn", "resolve_dsn"]
 
@@ -56,13 +56,21 @@ class PoolMetrics:
 
 
 def describe_dsn(dsn: str) -> str:
-    """``host:port/database`` (or the socket path) for messages: never the password."""
+    """``host:port/database`` (or the socket path) for messages: never the password.
+
+    A multi-host URL names every host: ``h1:5432,h2:5433/database``.
+    """
     parts = urlsplit(dsn)
-    query = parse_qs(parts.query)
-    host = parts.hostname or (query.get("host") or ["localhost"])[0]
-    port = parts.port or int((query.get("port") or ["5432"])[0])
+    try:
+        hosts = dsn_hosts(dsn) or [("localhost", None)]
+    except ValueError:
+        hosts = [("(malformed host list)", None)]
+    named = ",".join(
+        f"[{host}]:{port or 5432}" if ":" in host else f"{host}:{port or 5432}"
+        for host, port in hosts
+    )
     database = parts.path.lstrip("/") or parts.username or "postgres"
-    return f"{host}:{port}/{database}"
+    return f"{named}/{database}"
 
 
 async def resolve_dsn(settings: Settings) -> str:

@@ -138,7 +138,8 @@ class ToolRegistrationRepository:
         self.feed = ChangeFeed(postgres_client)
         self._slots: asyncio.Semaphore | None = None  # created on first use, in the loop
 
-    # -- the guide's eight methods ------------------------------------------
+    # -- the guide's eight methods (create, get, update, update_heartbeat, list_all,
+    # -- delete, find_by_capability, get_healthy_tools), with their close relatives ---
 
     async def create_registration(
         self, registration: ModelToolRegistrationCreate, *, owner: str | None = None
@@ -161,6 +162,11 @@ class ToolRegistrationRepository:
             return None
         row = await self.client.fetchrow(Q["get_registration"], tool_id)
         return ModelToolRegistration.from_row(row) if row is not None else None
+
+    async def get_registrations(self, tool_ids: Sequence[str]) -> list[ModelToolRegistration]:
+        """The registrations of those of ``tool_ids`` that are registered, by tool_id."""
+        ids = [i for i in dict.fromkeys(tool_ids) if could_be_registered(i)]
+        return _rows(await self.client.fetch(Q["get_registrations"], ids)) if ids else []
 
     async def get_registration_with_health(
         self, tool_id: str, ttl_seconds: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -83,3 +84,14 @@ async def register(server: Server, token: str, body: dict[str, Any]) -> None:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
         response = await http.put(f"/v1/tools/{body['tool_id']}", json=body, headers=bearer(token))
         assert response.is_success, response.text
+
+
+async def routable(server: Server, operation: str, count: int) -> dict[str, Any]:
+    """``discover``'s answer once ``count`` tools are routable for ``operation``."""
+    async with mcp_client(server) as client:
+        for _ in range(100):
+            found: dict[str, Any] = ok(await client.call_tool("discover", {"operation": operation}))
+            if found["explanation"]["routable"] >= count:
+                return found
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{operation} never had {count} routable tools: {found}")

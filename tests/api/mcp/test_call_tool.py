@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Server
-from tests.api.mcp.conftest import failed, mcp_client, ok, refused, register
-from tests.api.mcp.test_tools import routable
+from tests.api.mcp.conftest import failed, mcp_client, ok, refused, register, routable
 from tests.services.discovery.tool_server import Reply, ToolServer
 from tests.support import free_port
 
@@ -96,7 +95,7 @@ async def test_a_5xx_is_not_retried_unless_the_call_is_idempotent(
 
             # Idempotent: a 5xx goes on to the next tool, so every call succeeds.
             broken_before = len(broken.requests)
-            for n in range(12):
+            for n in range(20):
                 arguments = {"operation": op, "payload": {"n": n}, "idempotent": True}
                 assert ok(await client.call_tool("call_tool", arguments))["tool"] == "good"
             assert len(broken.requests) > broken_before  # it was tried, and passed over

@@ -19,7 +19,7 @@ from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
 from tests.api.conftest import Server, start_server, stop_server
-from tests.api.mcp.conftest import ENV, mcp_client, register
+from tests.api.mcp.conftest import ENV, failed, mcp_client, register
 from tests.api.mcp.test_resources import _until
 
 # More than the kernel's largest send buffer (4 MiB here) of notifications: long tool ids.
@@ -124,14 +124,19 @@ async def test_a_database_outage_is_a_retryable_error_and_nothing_is_missed(
         ):
             await stop_embedded(temp_data_dir)
             for name, arguments in (
-                ("find_tools", {}),
+                ("search_tools", {}),
                 ("get_tool", {"tool_id": f"before-{uid}"}),
             ):
                 result = await client.call_tool(name, arguments)
-                assert result.is_error
-                text = result.content[0].text  # type: ignore[union-attr]
-                assert "Registry unavailable: the registry's database is unavailable" in text
+                error = failed(result)
+                assert error["kind"] == "registry_unavailable" and error["retryable"] is True
+                assert error["retry_after_seconds"] > 0
+                text = error["message"]
+                assert text.startswith(
+                    "Registry unavailable: the registry's database is unavailable"
+                )
                 assert "retry in" in text
+                text = result.content[0].text  # type: ignore[union-attr]
                 assert "pgdata" not in text and "5432" not in text  # names no database
             # While it is down nothing can change; once it is back, a change made before
             # the registry follows the feed again is announced after its reload.

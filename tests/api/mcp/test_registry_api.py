@@ -1,10 +1,11 @@
-"""``/v0.1``: the MCP registry's read API, field by field against its openapi.yaml and the
-server.json schema (2025-12-11), on a real server."""
+"""``/v0.1``: the MCP registry's read API on a real server, every answer validated against the
+official server.json schema and the openapi.yaml envelope (``registry_schema``): versions and
+replicas, names, paging that walks every MCP-declaring tool once, ``search`` and
+``updated_since``, a deleted tool that disappears, and a stale one that is deprecated."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -13,12 +14,9 @@ import httpx
 
 from tests.api.conftest import Server, bearer
 from tests.api.mcp.conftest import register
+from tests.api.mcp.registry_schema import OFFICIAL, check_entry, check_listing
 
-NAME = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
-URL = re.compile(r"^https?://[^\s]+$")
-OFFICIAL = "io.modelcontextprotocol.registry/official"
-SERVER_FIELDS = {"$schema", "name", "description", "version", "title", "websiteUrl",
-                 "repository", "remotes", "packages", "icons", "_meta"}  # fmt: skip
+TOOLREG = "io.omninode/toolreg"
 
 
 def _mcp_tool(
@@ -33,36 +31,33 @@ def _mcp_tool(
     }
 
 
-def check_entry(entry: dict[str, Any]) -> None:
-    """What the MCP registry's schemas require of one ServerResponse."""
-    assert set(entry) == {"server", "_meta"}
-    server = entry["server"]
-    assert set(server) <= SERVER_FIELDS
-    assert NAME.match(server["name"]) and 3 <= len(server["name"]) <= 200
-    assert 1 <= len(server["description"]) <= 100
-    assert 1 <= len(server["version"]) <= 255 and server["version"] != "latest"
-    assert server["$schema"].endswith("/2025-12-11/server.schema.json")
-    for remote in server["remotes"]:
-        assert set(remote) == {"type", "url"}
-        assert remote["type"] in ("streamable-http", "sse") and URL.match(remote["url"])
-    official = entry["_meta"][OFFICIAL]
-    assert set(official) <= {"status", "statusMessage", "statusChangedAt", "publishedAt",
-                             "updatedAt", "isLatest"}  # fmt: skip
-    assert official["status"] in ("active", "deprecated", "deleted")
-    assert isinstance(official["isLatest"], bool)
-    for stamp in ("publishedAt", "updatedAt"):
-        assert datetime.fromisoformat(official[stamp]).tzinfo is not None
-
-
 async def _servers(http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     response = await http.get("/v0.1/servers", params=params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     body: dict[str, Any] = response.json()
-    for entry in body["servers"]:
-        check_entry(entry)
-    assert body["metadata"]["count"] == len(body["servers"])
+    check_listing(body)
     return body
+
+
+async def _entry(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    response = await http.get(path)
+    assert response.status_code == 200, response.text
+    entry: dict[str, Any] = response.json()
+    check_entry(entry)
+    return entry
+
+
+async def _walk(http: httpx.AsyncClient, **params: Any) -> list[tuple[str, str]]:
+    """Every (name, version) the listing gives, page by page."""
+    seen: list[tuple[str, str]] = []
+    while True:
+        page = await _servers(http, **params)
+        seen += [(e["server"]["name"], e["server"]["version"]) for e in page["servers"]]
+        cursor = page["metadata"].get("nextCursor")
+        if cursor is None:
+            return seen
+        params["cursor"] = cursor
 
 
 async def test_mcp_tools_are_servers_with_versions_and_replicas(registry: Server, uid: str) -> None:
@@ -77,18 +72,15 @@ async def test_mcp_tools_are_servers_with_versions_and_replicas(registry: Server
         _mcp_tool(f"w1b-{uid}", replica, mcp_name=name, version="1.2.0"),
         _mcp_tool(f"w2-{uid}", mcp_name=name, version="1.10.0-rc.1", website_url=site,
                   repository=repository),
+        _mcp_tool(f"w3-{uid}", mcp_name=name, version="1.9.9"),
     ):  # fmt: skip
         await register(registry, token, tool)
-    await register(registry, token, _mcp_tool(f"w3-{uid}", mcp_name=name, version="1.9.9"))
-    plain = _mcp_tool(f"plain-{uid}")
-    plain["endpoints"] = {"ask": "http://10.0.0.1:9000/ask"}  # no MCP endpoint: not a server
-    await register(registry, token, plain)
     encoded = quote(name, safe="")
 
     async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
-        versions = (await http.get(f"/v0.1/servers/{encoded}/versions")).json()
-        for entry in versions["servers"]:
-            check_entry(entry)
+        response = await http.get(f"/v0.1/servers/{encoded}/versions")
+        versions = response.json()
+        check_listing(versions)
         # Newest first by semantic version: 1.10.0-rc.1 > 1.9.9 > 1.2.0.
         assert [e["server"]["version"] for e in versions["servers"]] == [
             "1.10.0-rc.1", "1.9.9", "1.2.0"
@@ -97,59 +89,48 @@ async def test_mcp_tools_are_servers_with_versions_and_replicas(registry: Server
             True, False, False
         ]  # fmt: skip
 
-        one = (await http.get(f"/v0.1/servers/{encoded}/versions/1.2.0")).json()
-        check_entry(one)
+        one = await _entry(http, f"/v0.1/servers/{encoded}/versions/1.2.0")
         server = one["server"]
         assert server["name"] == name and server["title"] == "Weather"
-        assert (
-            server["description"].startswith("Weather Weather")
-            and len(server["description"]) == 100
-        )
+        assert server["description"].startswith("Weather Weather")
+        assert len(server["description"]) == 100
         # Two replicas of 1.2.0: one entry, both remotes, in tool_id order.
         assert server["remotes"] == [
             {"type": "streamable-http", "url": "http://10.0.0.1:9000/mcp"},
             {"type": "streamable-http", "url": "https://w1b.example/mcp"},
         ]
-        toolreg = one["_meta"]["dev.omninode/toolreg"]
+        official = one["_meta"][OFFICIAL]
+        assert official["status"] == "active" and official["isLatest"] is False
+        assert official["publishedAt"] <= official["updatedAt"]
+        toolreg = one["_meta"][TOOLREG]
         assert [i["toolId"] for i in toolreg["instances"]] == [f"w1-{uid}", f"w1b-{uid}"]
         assert toolreg["health"] == "healthy"
-        assert {i["health"] for i in toolreg["instances"]} == {"healthy"}
 
-        latest = (await http.get(f"/v0.1/servers/{encoded}/versions/latest")).json()
+        latest = await _entry(http, f"/v0.1/servers/{encoded}/versions/latest")
         assert latest["server"]["version"] == "1.10.0-rc.1"
-        assert latest["server"]["websiteUrl"] == "https://example.com/weather"
-        assert latest["server"]["repository"] == {
-            "url": "https://github.com/e/w",
-            "source": "github",
-        }
+        assert latest["server"]["websiteUrl"] == site
+        assert latest["server"]["repository"] == repository
+        assert latest["_meta"][OFFICIAL]["isLatest"] is True
 
-        # Listing: search, version=latest, and the tool without an MCP endpoint left out.
-        found = await _servers(http, search=f"WEATHER-{uid}")
-        assert {e["server"]["name"] for e in found["servers"]} == {name}
-        assert len(found["servers"]) == 3
-        only_latest = await _servers(http, search=uid, version="latest")
+        only_latest = await _servers(http, search=f"weather-{uid}", version="latest")
         assert [e["server"]["version"] for e in only_latest["servers"]] == ["1.10.0-rc.1"]
-        exact = await _servers(http, search=uid, version="1.9.9")
+        exact = await _servers(http, search=f"weather-{uid}", version="1.9.9")
         assert [e["server"]["version"] for e in exact["servers"]] == ["1.9.9"]
-        everything = await _servers(http, limit=100)
-        assert not any(f"plain-{uid}" in e["server"]["name"] for e in everything["servers"])
 
 
-async def test_names_are_derived_from_tool_ids_without_a_declared_one(
-    registry: Server, uid: str
-) -> None:
+async def test_names_default_to_io_omninode_and_the_tool_id(registry: Server, uid: str) -> None:
     token = await registry.token("write")
     await register(registry, token, _mcp_tool(f"odd:{uid}@x", version="^1.0", mcp_name="no name"))
     sse = _mcp_tool(f"sse-{uid}")
     sse["endpoints"] = {"mcp-sse": "http://10.0.0.2/sse"}
     await register(registry, token, sse)
     async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
-        entry = (await http.get(f"/v0.1/servers/dev.omninode%2Fodd-{uid}-x/versions/latest")).json()
-        check_entry(entry)
+        entry = await _entry(http, f"/v0.1/servers/io.omninode%2Fodd-{uid}-x/versions/latest")
+        assert entry["server"]["name"] == f"io.omninode/odd-{uid}-x"
         # A range is not a version; no description: one naming the node type and tool.
         assert entry["server"]["version"] == "0.0.0"
         assert entry["server"]["description"] == f"effect tool odd:{uid}@x"
-        other = (await http.get(f"/v0.1/servers/dev.omninode%2Fsse-{uid}/versions/0.0.0")).json()
+        other = await _entry(http, f"/v0.1/servers/io.omninode%2Fsse-{uid}/versions/0.0.0")
         assert other["server"]["remotes"] == [{"type": "sse", "url": "http://10.0.0.2/sse"}]
 
 
@@ -169,46 +150,110 @@ async def test_unknown_servers_and_versions_are_404_with_an_error(registry: Serv
         assert bad.status_code == 422 and "cursor" in bad.text
 
 
-async def test_pages_walk_every_server_once_and_updated_since_filters(
-    registry: Server, uid: str
-) -> None:
+async def test_paging_walks_every_mcp_declaring_tool_once(registry: Server, uid: str) -> None:
     token = await registry.token("write")
+    mine = {(f"io.omninode/pg{n}-{uid}", "0.0.0") for n in range(7)}
     for n in range(7):
-        await register(registry, token, _mcp_tool(f"pg{n}-{uid}", mcp_name=f"org.pg/{uid}-{n}"))
+        await register(registry, token, _mcp_tool(f"pg{n}-{uid}"))
+    plain = _mcp_tool(f"plain-{uid}")
+    plain["endpoints"] = {"ask": "http://10.0.0.1:9000/ask"}  # no MCP endpoint: not a server
+    await register(registry, token, plain)
     async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
-        names: list[str] = []
-        params: dict[str, Any] = {"limit": 3, "search": f"org.pg/{uid}"}
-        while True:
-            page = await _servers(http, **params)
-            names += [e["server"]["name"] for e in page["servers"]]
-            cursor = page["metadata"].get("nextCursor")
-            if cursor is None:
-                break
-            params["cursor"] = cursor
-        assert names == [f"org.pg/{uid}-{n}" for n in range(7)]
+        everything = await _walk(http, limit=3)
+        assert len(everything) == len(set(everything))  # nothing twice
+        assert mine <= set(everything)
+        assert not any(f"plain-{uid}" in name for name, _ in everything)
+        assert everything == sorted(everything, key=lambda e: e[0])  # by name
+        # The same walk, narrowed by search: exactly these seven, in order.
+        assert await _walk(http, limit=2, search=f"-{uid}") == sorted(mine)
 
-        mark = datetime.now().astimezone() - timedelta(seconds=1)
-        await asyncio.sleep(1.1)
-        again = _mcp_tool(f"pg3-{uid}", mcp_name=f"org.pg/{uid}-3", version="2.0.0")
-        await register(registry, token, again)
-        since = (mark + timedelta(seconds=1)).isoformat()
-        recent = await _servers(http, search=f"org.pg/{uid}", updated_since=since)
-        assert [(e["server"]["name"], e["server"]["version"]) for e in recent["servers"]] == [
-            (f"org.pg/{uid}-3", "2.0.0")
+
+async def test_search_matches_names_and_descriptions(registry: Server, uid: str) -> None:
+    token = await registry.token("write")
+    await register(registry, token, _mcp_tool(f"s1-{uid}", mcp_name=f"org.find/Alpha-{uid}"))
+    await register(
+        registry, token, _mcp_tool(f"s2-{uid}", description=f"Translates text, key {uid}-beta")
+    )
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        by_name = await _servers(http, search=f"alpha-{uid.upper()}")
+        assert [e["server"]["name"] for e in by_name["servers"]] == [f"org.find/Alpha-{uid}"]
+        by_description = await _servers(http, search=f"{uid}-BETA")
+        assert [e["server"]["name"] for e in by_description["servers"]] == [f"io.omninode/s2-{uid}"]
+        assert (await _servers(http, search=f"nothing-{uid}"))["servers"] == []
+
+
+async def test_updated_since_gives_what_changed_after_it(registry: Server, uid: str) -> None:
+    token = await registry.token("write")
+    for n in range(3):
+        await register(registry, token, _mcp_tool(f"u{n}-{uid}", mcp_name=f"org.up/{uid}-{n}"))
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        await asyncio.sleep(0.5)
+        mark = datetime.now().astimezone()
+        await asyncio.sleep(0.5)
+        await register(registry, token, _mcp_tool(f"u1-{uid}", mcp_name=f"org.up/{uid}-1",
+                                                  version="2.0.0"))  # fmt: skip
+        since = await _servers(http, search=f"org.up/{uid}", updated_since=mark.isoformat())
+        assert [(e["server"]["name"], e["server"]["version"]) for e in since["servers"]] == [
+            (f"org.up/{uid}-1", "2.0.0")
         ]
+        for entry in since["servers"]:
+            assert datetime.fromisoformat(entry["_meta"][OFFICIAL]["updatedAt"]) > mark
+        earlier = (mark - timedelta(hours=1)).isoformat()
+        assert len((await _servers(http, search=f"org.up/{uid}", updated_since=earlier))[
+            "servers"
+        ]) == 3  # fmt: skip
+        later = (datetime.now().astimezone() + timedelta(hours=1)).isoformat()
+        assert (await _servers(http, search=f"org.up/{uid}", updated_since=later))["servers"] == []
+        bad = await http.get("/v0.1/servers", params={"updated_since": "yesterday"})
+        assert bad.status_code == 422
 
 
-async def test_a_heartbeat_lapse_shows_in_the_instances_health(registry: Server, uid: str) -> None:
+async def test_a_deleted_tool_disappears(registry: Server, uid: str) -> None:
+    token = await registry.token("write")
+    for n in range(3):
+        await register(registry, token, _mcp_tool(f"d{n}-{uid}", mcp_name=f"org.del/{uid}-{n}"))
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        first = await _servers(http, search=f"org.del/{uid}", limit=2)
+        assert [e["server"]["name"] for e in first["servers"]] == [
+            f"org.del/{uid}-0", f"org.del/{uid}-1"
+        ]  # fmt: skip
+        deleted = await http.delete(f"/v1/tools/d1-{uid}", headers=bearer(token))
+        assert deleted.status_code == 204
+        path = f"/v0.1/servers/org.del%2F{uid}-1/versions"
+        for _ in range(100):  # the live view follows the feed
+            if (await http.get(path)).status_code == 404:
+                break
+            await asyncio.sleep(0.05)
+        assert (await http.get(path)).json() == {"error": "Server not found"}
+        assert (await http.get(path + "/latest")).status_code == 404
+        names = [name for name, _ in await _walk(http, search=f"org.del/{uid}")]
+        assert names == [f"org.del/{uid}-0", f"org.del/{uid}-2"]
+        # A cursor that points at the deleted entry still leads on to what follows it.
+        rest = await _servers(http, search=f"org.del/{uid}", cursor=first["metadata"]["nextCursor"])
+        assert [e["server"]["name"] for e in rest["servers"]] == [f"org.del/{uid}-2"]
+
+
+async def test_a_stale_tool_is_deprecated_until_it_heartbeats(registry: Server, uid: str) -> None:
     token = await registry.token("write")
     await register(registry, token, _mcp_tool(f"hb-{uid}", mcp_name=f"org.hb/{uid}"))
+    path = f"/v0.1/servers/org.hb%2F{uid}/versions/latest"
     async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
-        path = f"/v0.1/servers/org.hb%2F{uid}/versions/latest"
-        health = None
-        for _ in range(100):  # TTL 2 s, sweep every 0.3 s
-            health = (await http.get(path)).json()["_meta"]["dev.omninode/toolreg"]["health"]
-            if health == "stale":
+        assert (await _entry(http, path))["_meta"][OFFICIAL]["status"] == "active"
+        entry: dict[str, Any] = {}
+        for _ in range(100):  # TTL 2 s, swept every 0.3 s
+            entry = await _entry(http, path)
+            if entry["_meta"][OFFICIAL]["status"] == "deprecated":
                 break
             await asyncio.sleep(0.1)
-        assert health == "stale"
+        assert entry["_meta"][OFFICIAL]["status"] == "deprecated"
+        assert entry["_meta"][TOOLREG]["health"] == "stale"
+        listed = await _servers(http, search=f"org.hb/{uid}")
+        assert listed["servers"][0]["_meta"][OFFICIAL]["status"] == "deprecated"
         beat = await http.post(f"/v1/tools/hb-{uid}/heartbeat", headers=bearer(token))
         assert beat.status_code == 204
+        for _ in range(100):
+            entry = await _entry(http, path)
+            if entry["_meta"][OFFICIAL]["status"] == "active":
+                break
+            await asyncio.sleep(0.1)
+        assert entry["_meta"][OFFICIAL]["status"] == "active"

@@ -16,6 +16,7 @@ from mcp.client.subscriptions import (
     ServerEvent,
     Subscription,
 )
+from mcp.types import EmptyResult, SubscribeRequest, SubscribeRequestParams
 
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
@@ -66,7 +67,8 @@ async def test_tools_are_listed_and_read_as_resources(registry: Server, uid: str
         read = await client.read_resource(f"toolreg://tools/res-{uid}:1@a")
         document = json.loads(read.contents[0].text)  # type: ignore[union-attr]
         assert document["tool_id"] == f"res-{uid}:1@a" and document["metadata"] == {"k": "v"}
-        assert document["health"] == "healthy"
+        assert document["health"]["status"] == "healthy"
+        assert document["health"]["heartbeat_fresh"] is True
         # The same tool through the percent-encoded form of its URI.
         again = await client.read_resource(f"toolreg://tools/res-{uid}%3A1%40a")
         assert json.loads(again.contents[0].text)["tool_id"] == f"res-{uid}:1@a"  # type: ignore[union-attr]
@@ -134,7 +136,8 @@ async def test_listeners_hear_the_list_change_and_each_subscribed_tool_change(
             while health != "stale":
                 await _until(subscription, ResourceUpdated(uri=uri))
                 read = await client.read_resource(uri)
-                health = json.loads(read.contents[0].text)["health"]  # type: ignore[union-attr]
+                document = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+                health = document["health"]["status"]
         # Deleted: both.
         async with httpx.AsyncClient(base_url=registry.base_url) as http:
             deleted = await http.delete(f"/v1/tools/{watched}", headers=bearer(token))
@@ -155,3 +158,24 @@ async def test_a_listener_hears_nothing_it_did_not_ask_for(registry: Server, uid
         assert await _events(subscription, 1) == [
             ResourceUpdated(uri=f"toolreg://tools/quiet-{uid}")
         ]
+
+
+async def test_notifications_are_offered_only_where_the_stateless_wire_can_carry_them(
+    registry: Server,
+) -> None:
+    """2026-07-28: change notifications ride ``subscriptions/listen`` (a POST answered with an
+    SSE stream), which a stateless server can serve. 2025-11-25: they would need a session and
+    its standalone GET stream, which a stateless server has not, so none are advertised."""
+    async with mcp_client(registry) as modern:
+        resources = modern.server_capabilities.resources
+        assert resources is not None
+        assert resources.list_changed is True and resources.subscribe is True
+    async with mcp_client(registry, mode="legacy") as legacy:
+        resources = legacy.server_capabilities.resources
+        assert resources is not None
+        assert not resources.list_changed and not resources.subscribe
+        with pytest.raises(MCPError, match="Method not found"):
+            await legacy.session.send_request(  # resources/subscribe, without the deprecation
+                SubscribeRequest(params=SubscribeRequestParams(uri="toolreg://tools/x")),
+                EmptyResult,
+            )

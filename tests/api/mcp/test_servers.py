@@ -1,4 +1,5 @@
-"""The registration -> server.json mapping on its own: names, versions and their order."""
+"""The registration -> server.json mapping on its own: names, versions and their order, the
+status that follows health, each entry valid against the official schema."""
 
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ import pytest
 from omninode_bridge.api.mcp.servers import build_catalog, server_name
 from omninode_bridge.models import ModelToolRegistration
 from omninode_bridge.services.live_view import LiveTool
+from omninode_bridge.settings import Settings
+from tests.api.mcp.registry_schema import OFFICIAL, check_entry
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def live(tool_id: str, *, minutes: int = 0, endpoints: Any = None, **metadata: Any) -> LiveTool:
+def live(
+    tool_id: str,
+    *,
+    minutes: int = 0,
+    endpoints: Any = None,
+    heartbeat_ok: bool = True,
+    check_status: str | None = None,
+    **metadata: Any,
+) -> LiveTool:
     at = T0 + timedelta(minutes=minutes)
     return LiveTool(
         ModelToolRegistration(
@@ -26,7 +37,9 @@ def live(tool_id: str, *, minutes: int = 0, endpoints: Any = None, **metadata: A
             metadata=metadata,
             registered_at=at,
             updated_at=at,
-        )
+        ),
+        heartbeat_ok=heartbeat_ok,
+        check_status=check_status,
     )
 
 
@@ -110,3 +123,49 @@ def test_malformed_metadata_is_left_out_not_passed_on() -> None:
     server = build_catalog([tool], "ns")["ns/t"][0].as_json()["server"]
     assert set(server) == {"$schema", "name", "description", "version", "remotes"}
     assert server["description"] == "compute tool t"
+
+
+def test_the_default_namespace_is_io_omninode() -> None:
+    assert Settings().mcp_namespace == "io.omninode"
+    assert server_name(live("a:b"), Settings().mcp_namespace) == "io.omninode/a-b"
+
+
+@pytest.mark.parametrize(
+    ("states", "status"),
+    [
+        ([(True, None)], "active"),
+        ([(False, None)], "deprecated"),  # stale
+        ([(True, "critical")], "deprecated"),
+        ([(True, "passing")], "active"),
+        ([(False, None), (True, "critical")], "deprecated"),
+        ([(False, None), (True, None)], "active"),  # one healthy replica serves it
+    ],
+)
+def test_status_is_deprecated_while_no_instance_is_healthy(
+    states: list[tuple[bool, str | None]], status: str
+) -> None:
+    tools = [
+        live(f"r{n}", mcp_name="a/b", version="1.0.0", heartbeat_ok=ok, check_status=check)
+        for n, (ok, check) in enumerate(states)
+    ]
+    (entry,) = build_catalog(tools, "ns")["a/b"]
+    body = entry.as_json()
+    check_entry(body)
+    assert body["_meta"][OFFICIAL]["status"] == status
+    assert [i["health"] for i in body["_meta"]["io.omninode/toolreg"]["instances"]] == [
+        t.health for t in tools
+    ]
+
+
+def test_every_entry_is_valid_against_the_official_schema() -> None:
+    tools = [
+        live("plain"),
+        live("long", description="d" * 300, title="t" * 300, version="9" * 300),
+        live("site", website_url="https://example.com/x", repository={
+            "url": "https://github.com/a/b", "source": "github", "id": "1", "subfolder": "s"}),
+        live("sse", endpoints={"mcp-sse": "http://h/sse", "mcp": "https://h/mcp"}),
+        live("odd:id@with/slash", version="2024.1-final", mcp_name="x"),
+    ]  # fmt: skip
+    for versions in build_catalog(tools, "io.omninode").values():
+        for version in versions:
+            check_entry(version.as_json())

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server
-from tests.api.mcp.conftest import failed, mcp_client, ok, refused, register
+from tests.api.mcp.conftest import failed, mcp_client, ok, refused, register, routable
 
 MODES = ["auto", "legacy"]
 COMPACT = {"tool_id", "node_type", "operations", "health", "endpoints"}
@@ -26,17 +26,6 @@ def _tool(tool_id: str, operation: str, url: str = "http://h:1/x", **extra: Any)
         "metadata": {"version": "1.0.0"},
         **extra,
     }
-
-
-async def routable(server: Server, operation: str, count: int) -> dict[str, Any]:
-    """``discover``'s answer once ``count`` tools are routable for ``operation``."""
-    async with mcp_client(server) as client:
-        for _ in range(100):
-            found: dict[str, Any] = ok(await client.call_tool("discover", {"operation": operation}))
-            if found["explanation"]["routable"] >= count:
-                return found
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{operation} never had {count} routable tools: {found}")
 
 
 async def _ids(client: Any, **arguments: Any) -> list[str]:
@@ -59,6 +48,7 @@ async def test_the_server_offers_four_tools_with_schemas(registry: Server) -> No
         "operation", "payload", "idempotent", "timeout_seconds"
     }  # fmt: skip
     assert call.input_schema["properties"]["idempotent"]["default"] is False
+    assert call.output_schema is None  # the tool's own JSON, whatever its shape
     search = tools["search_tools"].input_schema
     assert set(search["properties"]) == {
         "operation", "node_type", "capabilities", "where", "healthy_only", "limit", "cursor"
@@ -170,9 +160,15 @@ async def test_get_tool_reads_one_and_names_a_missing_one(
     async with mcp_client(registry, mode=mode) as client:
         tool = ok(await client.call_tool("get_tool", {"tool_id": f"get-{uid}:a@b"}))
         assert tool["tool_id"] == f"get-{uid}:a@b" and tool["node_type"] == "compute"
-        assert tool["endpoints"] == {"g": "http://h:1/g"} and tool["health"] == "healthy"
+        assert tool["endpoints"] == {"g": "http://h:1/g"}
         assert tool["metadata"] == {"version": "1.0.0"} and tool["last_heartbeat"]
         assert tool["uri"] == f"toolreg://tools/get-{uid}:a@b"
+        assert tool["health"]["status"] == "healthy" and tool["health"]["heartbeat_fresh"]
+        assert tool["health"]["check_status"] == "unknown"  # it has no health endpoint
+        # The same registration and health as the HTTP API gives.
+        async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+            rest = (await http.get(f"/v1/tools/get-{uid}:a@b")).json()
+        assert {k: v for k, v in tool.items() if k != "uri"} == rest
         missing = failed(await client.call_tool("get_tool", {"tool_id": f"nope-{uid}"}))
         assert missing["kind"] == "not_found" and missing["tool_id"] == f"nope-{uid}"
         assert missing["message"] == f"Tool not found: tool_id 'nope-{uid}' is not registered"
@@ -193,7 +189,8 @@ async def test_discover_names_the_tool_and_explains_the_others(
     async with mcp_client(registry, mode=mode) as client:
         found = ok(await client.call_tool("discover", {"operation": op}))
         assert found["operation"] == op and found["routable"] is True
-        assert found["tool"]["tool_id"] == f"{op}-live" and found["tool"]["health"] == "healthy"
+        assert found["tool"]["tool_id"] == f"{op}-live"
+        assert found["tool"]["endpoints"] == {op: "http://h:1/x"}
         explanation = found["explanation"]
         assert explanation["declared"] == 2 and explanation["routable"] == 1
         reasons = {t["tool_id"]: t["reason"] for t in explanation["tools"]}

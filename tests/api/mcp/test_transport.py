@@ -17,7 +17,8 @@ from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings
 from tests.api.conftest import Server, bearer, start_server, stop_server
-from tests.api.mcp.conftest import ENV, mcp_client
+from tests.api.mcp.conftest import ENV, mcp_client, register
+from tests.services.discovery.tool_server import ToolServer
 
 MODERN = {
     "Accept": "application/json, text/event-stream",
@@ -60,8 +61,11 @@ async def test_a_plain_post_lists_the_tools_in_json(registry: Server) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     names = {t["name"] for t in response.json()["result"]["tools"]}
-    assert names == {"find_tools", "get_tool", "discover", "route_request"}
+    assert names == {"search_tools", "get_tool", "discover", "call_tool"}
     assert "mcp-session-id" not in response.headers  # stateless
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'route="/mcp",status="200"' in metrics  # labelled by its route, like the others
 
 
 async def test_get_and_delete_are_405_there_is_no_session_or_stream(registry: Server) -> None:
@@ -181,3 +185,33 @@ async def test_sigterm_ends_listen_streams_and_the_server_stops(module_db: str) 
         assert loop.time() - started < 10
     finally:
         stop_server(server)
+
+
+async def test_a_refused_token_is_401_where_reads_are_open_too(registry: Server, uid: str) -> None:
+    """Where reads are open the token is checked while the SDK reads the request; a refused
+    one still gets the 401, for a read as for ``call_tool``, and no tool is called."""
+    token = await registry.token("write")
+    wrong = bearer("trg_" + "x" * 43)
+    op = f"refused-{uid}"
+    call = {**TOOLS_LIST, "method": "tools/call",
+            "params": {**TOOLS_LIST["params"], "name": "call_tool",
+                       "arguments": {"operation": op, "payload": {}}}}  # fmt: skip
+    async with (
+        ToolServer("refused") as tool,
+        httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http,
+    ):
+        target = {"operations": [op]}
+        registration = {"tool_id": op, "node_type": "effect", "capabilities": target,
+                        "endpoints": {op: tool.url("/")}}  # fmt: skip
+        await register(registry, token, registration)
+        for body, method in ((TOOLS_LIST, "tools/list"), (call, "tools/call")):
+            headers = {**MODERN, "Mcp-Method": method, **wrong}
+            if method == "tools/call":
+                headers["Mcp-Name"] = "call_tool"
+            refused = await http.post("/mcp", json=body, headers=headers)
+            _problem(refused, 401)
+            assert refused.headers["www-authenticate"] == 'Bearer realm="toolreg"'
+        basic = await http.post("/mcp", json=TOOLS_LIST, headers={**MODERN, "Authorization": "x"})
+        _problem(basic, 401)
+        assert (await http.post("/mcp", json=TOOLS_LIST, headers=MODERN)).status_code == 200
+    assert tool.requests == []

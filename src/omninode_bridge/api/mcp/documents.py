@@ -1,16 +1,19 @@
 """What the MCP tools and resources hand out about registrations.
 
-- :func:`tool_document`: the full registration with its ``health`` and ``uri``
-  (``get_tool``, ``discover``, ``resources/read``);
+- :func:`tool_document`: the full registration with its ``health`` now and its
+  ``uri`` (``get_tool``, ``resources/read``): the document of
+  ``GET /v1/tools/{tool_id}`` (heartbeat freshness on the database clock, the
+  active checks' verdict and since when);
 - :func:`compact_document`: ``tool_id``, ``node_type``, ``operations``,
   ``health`` and ``endpoints``, what ``search_tools`` lists;
 - :func:`reported`: registry errors as MCP resource errors (the tools answer
   structured errors instead: :mod:`omninode_bridge.api.mcp.outcomes`).
 
-``health`` is the change feed's word (the live view): ``critical`` (failing
-active checks), ``stale`` (heartbeat past the TTL at the last sweep) or
-``healthy``. A tool the view has not caught up with yet (registered a moment
-ago) is judged by its heartbeat against ``TOOLREG_TTL_SECONDS``.
+In a compact document ``health`` is the change feed's word (the live view):
+``critical`` (failing active checks), ``stale`` (heartbeat past the TTL at the
+last sweep) or ``healthy``. A tool the view has not caught up with yet
+(registered a moment ago) is judged by its heartbeat against
+``TOOLREG_TTL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from omninode_bridge.api.mcp.notifier import tool_uri
 from omninode_bridge.api.problems import public_problem
 from omninode_bridge.errors import OmniNodeBridgeError
 from omninode_bridge.models import ModelToolRegistration
+from omninode_bridge.models.status import ModelToolRegistrationWithHealth
 from omninode_bridge.services.live_view import LiveView
 
 __all__ = ["compact_document", "health_of", "operations_of", "reported", "tool_document"]
@@ -50,13 +54,10 @@ def operations_of(registration: ModelToolRegistration) -> list[str]:
     return [op for op in declared if isinstance(op, str)]
 
 
-def tool_document(
-    registration: ModelToolRegistration, view: LiveView, ttl_seconds: float
-) -> dict[str, Any]:
-    """A registration as JSON, with its ``health`` and its resource ``uri``."""
-    document = registration.model_dump(mode="json")
-    document["health"] = health_of(registration, view, ttl_seconds)
-    document["uri"] = tool_uri(registration.tool_id)
+def tool_document(found: ModelToolRegistrationWithHealth) -> dict[str, Any]:
+    """A registration with its health, as JSON, and its resource ``uri``."""
+    document = found.model_dump(mode="json")
+    document["uri"] = tool_uri(found.tool_id)
     return document
 
 

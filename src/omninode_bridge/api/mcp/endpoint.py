@@ -7,7 +7,7 @@
 - **Tokens**: the same rules as every other read (``TOOLREG_READS_REQUIRE_TOKEN``;
   a token that is sent must be valid), answered as problem+json 401. The
   caller's principal rides the ASGI scope (``PRINCIPAL_KEY``) to the tools,
-  which may ask for more (``route_request`` needs a write token).
+  which may ask for more (``call_tool`` needs a write or admin token).
 - **Listen streams** (``subscriptions/listen``, recognised by the ``Mcp-Method``
   header that the 2026-07-28 wire requires and the SDK checks against the
   body) start the change notifier first, and end when the server begins
@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omninode_bridge.api.auth import reader_of, until_revoked
@@ -63,8 +64,13 @@ class McpEndpoint:
         self.transport = transport
         self.notifier = notifier
         self.state_of = state_of
+        self.route: BaseRoute | None = None  # the route this is served at
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.route is not None:
+            # As FastAPI does for its own routes: the metrics middleware reads the route
+            # template from here instead of matching every route again.
+            scope["route"] = self.route
         request = Request(scope, receive)
         if request.method != "POST":
             raise HTTPException(

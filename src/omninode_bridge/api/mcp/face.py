@@ -102,6 +102,7 @@ class McpFace:
         )
         endpoint = McpEndpoint(self.server.session_manager.handle_request, self.notifier, state_of)
         self.route = Route(PATH, endpoint=endpoint)
+        endpoint.route = self.route
         self.registry_router: APIRouter = registry_router(Catalog(settings.mcp_namespace))
 
     @asynccontextmanager

@@ -1,10 +1,11 @@
 """The MCP resources: every registered tool is ``toolreg://tools/<tool_id>`` (JSON).
 
 ``resources/list`` pages through them by tool_id (``PAGE_SIZE`` a page, with
-``nextCursor``); ``resources/read`` of a tool's URI gives its registration and
-health (the same document as the ``get_tool`` tool); the template
-``toolreg://tools/{tool_id}`` reads any tool by id. Both answer from the live
-view, so listing costs no query. Changes are announced by
+``nextCursor``), from the live view, so listing costs no query;
+``resources/read`` of a tool's URI gives its registration and health now (one
+statement: the same document as the ``get_tool`` tool and
+``GET /v1/tools/{tool_id}``); the template ``toolreg://tools/{tool_id}`` reads
+any tool by id. Changes are announced by
 :mod:`omninode_bridge.api.mcp.notifier`.
 """
 
@@ -68,12 +69,12 @@ class ToolResources:
         """The JSON document of ``tool_id``."""
         with reported(ResourceError):
             state = self.state_of()
-            view = await live_view(state)
-            tool = view.get(tool_id)
-            if tool is None:
+            found = await state.repository.get_registration_with_health(
+                tool_id, state.settings.ttl_seconds
+            )
+            if found is None:
                 raise ResourceNotFoundError(f"tool_id {tool_id!r} is not registered")
-            document = tool_document(tool.registration, view, state.settings.ttl_seconds)
-            return orjson.dumps(document).decode()
+            return orjson.dumps(tool_document(found)).decode()
 
     async def page(self, cursor: str | None) -> ListResourcesResult:
         """One page of tool resources, by tool_id."""

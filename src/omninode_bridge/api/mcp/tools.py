@@ -3,7 +3,8 @@
 - ``search_tools``: registered tools by operation, node type, capabilities
   (JSONB containment) and ``where`` (SQL/JSON path), healthy ones only unless
   told otherwise, as compact documents a page at a time;
-- ``get_tool``: one full registration and its health;
+- ``get_tool``: one full registration and its health now (as
+  ``GET /v1/tools/{tool_id}`` answers it);
 - ``discover``: the tool discovery would route an operation to now, and the
   discovery service's account of every tool that declares it (the same
   explanation as the HTTP API's 404 and the console);
@@ -86,7 +87,7 @@ class DiscoverResult(BaseModel):
     operation: str
     routable: bool = Field(description="Whether at least one tool can take the operation now.")
     tool: dict[str, Any] | None = Field(
-        description="The registration discovery picks now (with its health), or null."
+        description="The registration discovery picks now (as GET /v1/discover answers), or null."
     )
     explanation: dict[str, Any] = Field(
         description="declared and routable counts, a summary, and tools[] with a reason each "
@@ -154,7 +155,7 @@ class RegistryTools:
         self.state_of = state_of
 
     def install(self, server: MCPServer[Any]) -> None:
-        for tool, title, annotations in (
+        for tool, title, hints in (
             (self.search_tools, "Find tools by capability", _READ),
             (self.get_tool, "Read one registration", _READ),
             (self.discover, "Which tool would take an operation?", _READ),
@@ -162,7 +163,7 @@ class RegistryTools:
         ):
             # The docstring is what a model reads: without the indentation and rST quoting.
             description = inspect.cleandoc(tool.__doc__ or "").replace("``", "`")
-            server.add_tool(tool, title=title, description=description, annotations=annotations)
+            server.add_tool(tool, title=title, description=description, annotations=hints)
 
     async def search_tools(
         self,
@@ -233,15 +234,17 @@ class RegistryTools:
         self, tool_id: Annotated[str, Field(min_length=1, max_length=255)]
     ) -> Annotated[CallToolResult, dict[str, Any]]:
         """One registration by tool_id: node_type, capabilities, endpoints, metadata,
-        health_endpoint, last_heartbeat, registered_at, updated_at, and its health
-        (healthy, stale or critical)."""
+        health_endpoint, last_heartbeat, registered_at, updated_at, and its health now
+        (health.status healthy, stale or critical; whether the heartbeat is within the TTL;
+        the health checks' verdict and since when)."""
         try:
             state = self.state_of()
-            registration = await state.repository.get_registration(tool_id)
-            if registration is None:
+            found = await state.repository.get_registration_with_health(
+                tool_id, state.settings.ttl_seconds
+            )
+            if found is None:
                 raise ToolNotFoundError(tool_id)
-            view = await live_view(state)
-            return success(tool_document(registration, view, state.settings.ttl_seconds))
+            return success(tool_document(found))
         except Exception as exc:
             return failure(error_of(exc))
 
@@ -250,19 +253,14 @@ class RegistryTools:
         each tool that declares it can or cannot take it (``explanation``). When ``routable``
         is false, the explanation says why none can (e.g. all stale, critical or ejected)."""
         try:
-            state = self.state_of()
-            discovery = state.discovery
+            discovery = self.state_of().discovery
             tool = await discovery.discover_tool(operation)
             explanation = await discovery.explain(operation)
-            document = None
-            if tool is not None:
-                view = await live_view(state)
-                document = tool_document(tool, view, state.settings.ttl_seconds)
             return success(
                 {
                     "operation": operation,
                     "routable": explanation.routable > 0,
-                    "tool": document,
+                    "tool": tool.model_dump(mode="json") if tool is not None else None,
                     "explanation": explanation.as_dict(),
                 }
             )
@@ -287,7 +285,7 @@ class RegistryTools:
             float | None,
             Field(gt=0, le=3600, description="Overrides the registry's HTTP timeouts."),
         ] = None,
-    ) -> Annotated[CallToolResult, dict[str, Any]]:
+    ) -> CallToolResult:  # any JSON object: no output schema to check it against
         """Call ``operation`` on a routable tool: the registry POSTs ``payload`` to the
         tool's endpoint for it and returns the tool's JSON answer.
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
 
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.models import ModelToolRegistration
+from omninode_bridge.models.timestamps import UtcTimestamp
 
 router = APIRouter(prefix="/v1", tags=["discovery"])
 
@@ -28,3 +30,41 @@ async def discover(operation: OperationPath, state: State, _: Reader) -> ModelTo
     if tool is None:
         raise await state.discovery.no_routable_tool(operation)
     return tool
+
+
+class Verdict(BaseModel):
+    """One declaring tool: routable, or the first reason it is not."""
+
+    tool_id: str
+    reason: Literal["routable", "no_endpoint", "stale", "critical", "excluded", "ejected"]
+    detail: str
+    since: UtcTimestamp | None = None
+    until: UtcTimestamp | None = None
+
+
+class Explanation(BaseModel):
+    """How many tools declare the operation, how many are routable, and each one's verdict
+    (the unroutable first): the members of the 404 of ``GET /v1/discover/{operation}``."""
+
+    operation: str
+    declared: int
+    routable: int
+    summary: str
+    tools: list[Verdict]
+
+
+@router.get(
+    "/discover/{operation}/explain",
+    responses=problems(401, 422),
+    response_model_exclude_none=True,  # like the 404's members: absent times left out
+)
+async def explain(
+    operation: OperationPath,
+    state: State,
+    _: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Tools listed at most.")] = 100,
+) -> Explanation:
+    """Why each tool declaring ``operation`` is or is not routable now (no endpoint,
+    heartbeat older than the TTL, critical since, excluded, ejected until): the
+    explanation discovery gives when nothing is routable, asked for at any time."""
+    return Explanation.model_validate((await state.discovery.explain(operation, limit)).as_dict())

@@ -6,25 +6,95 @@ read: with it, each needs a valid token of any scope. Swagger UI and ReDoc
 fetch the spec from the browser without a token, so behind the setting those
 two pages render only where the ``Authorization`` header is added for them (a
 proxy); the spec itself is always reachable with a token.
+
+Both pages work offline: Swagger UI and ReDoc come from the ``fastapi-offline``
+package and are served under ``/docs/static/`` (open, like any static file);
+the pages reference no other host, start their viewer from a script of ours
+(no inline script) and carry a Content-Security-Policy that says so.
 """
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+import fastapi_offline
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State
 
-__all__ = ["DOCS_URL", "OPENAPI_URL", "REDOC_URL", "router"]
+__all__ = ["DOCS_CSP", "DOCS_URL", "OPENAPI_URL", "REDOC_URL", "router"]
 
 OPENAPI_URL = "/openapi.json"
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
+DOCS_STATIC = "/docs/static"
+_BUNDLED = Path(fastapi_offline.__file__).parent / "static"
+_ASSETS = {  # name -> media type: the files fastapi-offline ships
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "redoc.standalone.js": "text/javascript",
+    "favicon.png": "image/png",
+}
+# Swagger UI and ReDoc set inline styles and data: images, and ReDoc searches in a
+# blob: worker; scripts and connections stay on this origin.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+_INIT_SCRIPTS = {
+    "swagger-init.js": """"use strict";
+(function () {
+  var node = document.getElementById("swagger-ui");
+  window.ui = SwaggerUIBundle({
+    url: node.getAttribute("data-openapi-url"),
+    dom_id: "#swagger-ui",
+    layout: "BaseLayout",
+    deepLinking: true,
+    showExtensions: true,
+    showCommonExtensions: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  });
+})();
+""",
+    "redoc-init.js": """"use strict";
+(function () {
+  var node = document.getElementById("redoc");
+  Redoc.init(node.getAttribute("data-spec-url"), { hideDownloadButton: false }, node);
+})();
+""",
+}
+
+
+def _page(title: str, root: str, head: str, body: str) -> HTMLResponse:
+    page = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<link rel="icon" type="image/png" href="{root}{DOCS_STATIC}/favicon.png">
+{head}
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": DOCS_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 async def _may_read(principal: Reader) -> None:
@@ -41,13 +111,14 @@ def router(*, guarded: bool) -> APIRouter:
     Unguarded, they are open whatever ``Authorization`` header comes along, as
     FastAPI's own pages were.
     """
-    meta = APIRouter(dependencies=[Depends(_may_read)] if guarded else [])
+    meta = APIRouter()
+    guard = [Depends(_may_read)] if guarded else []
 
-    @meta.get("/metrics", include_in_schema=False)
+    @meta.get("/metrics", include_in_schema=False, dependencies=guard)
     async def prometheus_metrics(state: State) -> Response:
         return Response(await state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @meta.get(OPENAPI_URL, include_in_schema=False)
+    @meta.get(OPENAPI_URL, include_in_schema=False, dependencies=guard)
     async def openapi(request: Request) -> JSONResponse:
         app: FastAPI = request.app
         schema: dict[str, Any] = app.openapi()  # built once, then cached by FastAPI
@@ -56,14 +127,40 @@ def router(*, guarded: bool) -> APIRouter:
             schema = {**schema, "servers": [{"url": root_path}, *schema.get("servers", [])]}
         return JSONResponse(schema)
 
-    @meta.get(DOCS_URL, include_in_schema=False)
+    @meta.get(DOCS_URL, include_in_schema=False, dependencies=guard)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        title = f"{request.app.title} - Swagger UI"
-        return get_swagger_ui_html(openapi_url=_root_path(request) + OPENAPI_URL, title=title)
+        root = _root_path(request)
+        spec = html.escape(root + OPENAPI_URL)
+        return _page(
+            f"{request.app.title} - Swagger UI",
+            root,
+            f'<link rel="stylesheet" href="{root}{DOCS_STATIC}/swagger-ui.css">',
+            f'<div id="swagger-ui" data-openapi-url="{spec}"></div>\n'
+            f'<script src="{root}{DOCS_STATIC}/swagger-ui-bundle.js"></script>\n'
+            f'<script src="{root}{DOCS_STATIC}/swagger-init.js"></script>',
+        )
 
-    @meta.get(REDOC_URL, include_in_schema=False)
+    @meta.get(REDOC_URL, include_in_schema=False, dependencies=guard)
     async def redoc(request: Request) -> HTMLResponse:
-        title = f"{request.app.title} - ReDoc"
-        return get_redoc_html(openapi_url=_root_path(request) + OPENAPI_URL, title=title)
+        root = _root_path(request)
+        spec = html.escape(root + OPENAPI_URL)
+        return _page(
+            f"{request.app.title} - ReDoc",
+            root,
+            "",
+            f'<div id="redoc" data-spec-url="{spec}"></div>\n'
+            f'<script src="{root}{DOCS_STATIC}/redoc.standalone.js"></script>\n'
+            f'<script src="{root}{DOCS_STATIC}/redoc-init.js"></script>',
+        )
+
+    @meta.get(DOCS_STATIC + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        """Swagger UI's and ReDoc's files, open to all: they hold nothing of the registry."""
+        headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+        if name in _INIT_SCRIPTS:
+            return Response(_INIT_SCRIPTS[name], media_type="text/javascript", headers=headers)
+        if name not in _ASSETS:
+            raise HTTPException(404, f"no file {name!r} under {DOCS_STATIC}")
+        return FileResponse(_BUNDLED / name, media_type=_ASSETS[name], headers=headers)
 
     return meta

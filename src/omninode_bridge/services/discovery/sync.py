@@ -64,7 +64,7 @@ class DiscoveryTuning:
     query_timeout: float = 5.0
     stall_seconds: float = 2.0  # no successful heartbeat refresh for this long: stale
     reconnect_min: float = 0.05
-    reconnect_max: float = 2.0
+    reconnect_max: float = 0.5  # how late the index follows again after a failover, at most
 
 
 class IndexSync:

@@ -94,6 +94,9 @@ SELECT * FROM up
 -- name: get_registration
 SELECT * FROM tool_registrations WHERE tool_id = $1
 
+-- name: get_registrations
+SELECT * FROM tool_registrations WHERE tool_id = ANY($1::varchar[]) ORDER BY tool_id
+
 -- name: update_registration
 WITH upd AS (
     UPDATE tool_registrations SET
