@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
@@ -72,6 +73,16 @@ def start_server(
         log.close()
         raise
     return server
+
+
+@contextmanager
+def running_server(dsn: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A registry server for the body of the ``with`` (for module-scoped fixtures)."""
+    running = start_server(dsn, *extra, env=env)
+    try:
+        yield running
+    finally:
+        stop_server(running)
 
 
 def stop_server(server: Server) -> int:

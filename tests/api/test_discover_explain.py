@@ -11,7 +11,7 @@ import pytest
 
 from omninode_bridge.client import RegistryClient
 from omninode_bridge.errors import NoRoutableToolError
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 from tests.support import free_port
 
 ENV = {
@@ -25,11 +25,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def explaining(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db, env=ENV)
-    try:
+    with running_server(module_db, env=ENV) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _tool(tool_id: str, operation: str, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 from tests.support import free_port, terminate
 
 PROMETHEUS = shutil.which("prometheus")
@@ -36,11 +36,8 @@ scrape_configs:
 
 @pytest.fixture(scope="module")
 def registry(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db)
-    try:
+    with running_server(module_db) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def metrics_tool(tool_id: str, registry: Server, **extra: Any) -> dict[str, Any]:

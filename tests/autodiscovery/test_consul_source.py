@@ -20,7 +20,7 @@ import pytest
 from omninode_bridge.autodiscovery import ConsulSource, SourceUnavailableError
 from omninode_bridge.autodiscovery.consul import parse_address
 from omninode_bridge.errors import ConfigurationError
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server, start_server, stop_server
 from tests.api.conftest import module_db as module_db  # a fixture of this module
 from tests.conftest import _admin
 from tests.support import with_database
@@ -136,11 +136,8 @@ def test_addresses_are_checked_and_name_the_variable() -> None:
 
 @pytest.fixture(scope="module")
 def registry_a(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db)
-    try:
+    with running_server(module_db) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _tool(tool_id: str, operation: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 from tests.api.test_routes import body
 
 # Backtracking that grows with the cube of the string: minutes without a limit.
@@ -28,11 +28,8 @@ def limited(module_db: str) -> Iterator[Server]:
         "TOOLREG_SEARCH_CONCURRENCY": "2",
         "TOOLREG_POOL_ACQUIRE_TIMEOUT_SECONDS": "1",
     }
-    running = start_server(module_db, env=env)
-    try:
+    with running_server(module_db, env=env) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 async def _seed(http: httpx.AsyncClient, server: Server, tool_id: str) -> dict[str, str]:

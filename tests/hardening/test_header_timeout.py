@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.conftest import Server, start_server, stop_server
+from tests.api.conftest import Server, running_server
 
 HEADER_TIMEOUT = 1.0
 CLOSE_WITHIN = 6.0  # seconds: the timeout plus ample slack, still below keep-alive + timeout
@@ -29,11 +29,10 @@ PARTIAL = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60
 @pytest.fixture(scope="module")
 def strict(module_db: str) -> Iterator[Server]:
     """A server that gives request headers one second."""
-    running = start_server(module_db, env={"TOOLREG_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT)})
-    try:
+    with running_server(
+        module_db, env={"TOOLREG_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT)}
+    ) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 async def _connect(server: Server) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 from tests.api.test_routes import assert_problem
 
 META = ("/metrics", "/openapi.json", "/docs", "/redoc")
@@ -16,11 +16,8 @@ META = ("/metrics", "/openapi.json", "/docs", "/redoc")
 @pytest.fixture(scope="module")
 def guarded(module_db: str) -> Iterator[Server]:
     """A server that requires a token for reads."""
-    running = start_server(module_db, env={"TOOLREG_READS_REQUIRE_TOKEN": "true"})
-    try:
+    with running_server(module_db, env={"TOOLREG_READS_REQUIRE_TOKEN": "true"}) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _assert_page(path: str, response: httpx.Response) -> None:

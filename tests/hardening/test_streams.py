@@ -12,7 +12,7 @@ import pytest
 from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 from tests.api.test_routes import body
 
 BUFFER = 65536
@@ -22,11 +22,8 @@ BUFFER = 65536
 def streams(module_db: str) -> Iterator[Server]:
     """A server that re-checks stream tokens every 0.3 s and buffers 64 KiB per subscriber."""
     env = {"TOOLREG_STREAM_TOKEN_RECHECK_SECONDS": "0.3", "TOOLREG_SSE_BUFFER_BYTES": str(BUFFER)}
-    running = start_server(module_db, env=env)
-    try:
+    with running_server(module_db, env=env) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 @pytest.mark.parametrize("cursor", ["99999999999999999999-0", "1-99999999999999999999"])

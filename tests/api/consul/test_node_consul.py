@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 
 NODE_DIR = Path(__file__).with_name("node")
 NPM_CI_TIMEOUT = 300.0
@@ -75,11 +75,8 @@ def check_js() -> Path:
 
 @pytest.fixture(scope="module")
 def registry(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db, env=ENV)
-    try:
+    with running_server(module_db, env=ENV) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def tool(tool_id: str, service: str, host: str, port: int) -> dict[str, Any]:

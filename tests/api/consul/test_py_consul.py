@@ -15,7 +15,7 @@ import consul
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 
 # Short TTL and sweep, so that a heartbeat expiry becomes a feed event quickly.
 ENV = {
@@ -30,11 +30,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def registry(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db, env=ENV)
-    try:
+    with running_server(module_db, env=ENV) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def tool(tool_id: str, operation: str, port: int, **metadata: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 
 NODE = {"ID", "Node", "Address", "Datacenter", "TaggedAddresses", "Meta"}
 SERVICE = {"ID", "Service", "Tags", "Address", "TaggedAddresses", "Meta", "Port", "Weights"}
@@ -28,11 +28,8 @@ CATALOG = {
 
 @pytest.fixture(scope="module")
 def registry(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db)
-    try:
+    with running_server(module_db) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _strings(mapping: Any) -> bool:

@@ -8,16 +8,13 @@ import consul
 import httpx
 import pytest
 
-from tests.api.conftest import Server, start_server, stop_server
+from tests.api.conftest import Server, running_server
 
 
 @pytest.fixture(scope="module")
 def guarded(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db, env={"TOOLREG_READS_REQUIRE_TOKEN": "true"})
-    try:
+    with running_server(module_db, env={"TOOLREG_READS_REQUIRE_TOKEN": "true"}) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 async def test_x_consul_token_and_the_token_parameter_work_like_bearer(guarded: Server) -> None:
