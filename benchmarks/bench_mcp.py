@@ -26,7 +26,8 @@ tools with an ``mcp`` endpoint (MCP servers for ``/v0.1``).
    (2026-07-28 JSON, a write token, one kept-alive httpx connection), where the
    server's own discovery service makes the same call; a third side goes
    through the official SDK's ``Client.call_tool`` (what an agent's code
-   pays). Interleaved call by call, ``--calls`` each after a warm-up; the
+   pays); for scale, ``GET /health`` is the HTTP hop to the server alone.
+   Interleaved call by call, ``--calls`` each after a warm-up; the
    answers are checked. **Added = p50 MCP - p50 direct**, target
    <= ``CALL_ADDED_TARGET_MS``.
 1. **Requests, MCP against REST.** One client on one kept-alive connection
@@ -264,6 +265,7 @@ class Calls:
     direct: list[float]
     mcp: list[float]
     sdk: list[float]
+    hop: list[float]
 
     def added_ms(self, side: list[float]) -> float:
         return (statistics.median(side) - statistics.median(self.direct)) * 1000
@@ -306,6 +308,11 @@ async def call_overhead(base_url: str, dsn: str, token: str, calls: int) -> Call
                 result = (await http.post("/mcp", headers=headers, content=body)).json()["result"]
                 check(result if result.get("isError") else result["structuredContent"], "MCP")
 
+            async def hop() -> None:
+                response = await http.get("/health")
+                if response.status_code != 200:
+                    raise SystemExit(f"/health answered {response.status_code}")
+
             async def through_sdk() -> None:
                 result = await sdk.call_tool("call_tool", arguments)
                 check(result if result.is_error else result.structured_content, "the SDK")
@@ -322,7 +329,7 @@ async def call_overhead(base_url: str, dsn: str, token: str, calls: int) -> Call
                     if found["result"]["structuredContent"]["routable"]:
                         break
                     await asyncio.sleep(0.05)
-            sides = {"direct": direct, "mcp": over_mcp, "sdk": through_sdk}
+            sides = {"direct": direct, "mcp": over_mcp, "sdk": through_sdk, "hop": hop}
             samples: dict[str, list[float]] = {name: [] for name in sides}
             clock = time.perf_counter
             for n in range(CALL_WARMUP + calls):
@@ -333,7 +340,7 @@ async def call_overhead(base_url: str, dsn: str, token: str, calls: int) -> Call
                         samples[name].append(clock() - started)
     finally:
         echo.kill()
-    return Calls(samples["direct"], samples["mcp"], samples["sdk"])
+    return Calls(samples["direct"], samples["mcp"], samples["sdk"], samples["hop"])
 
 
 def ms(values: list[float]) -> str:
@@ -446,6 +453,8 @@ async def run(args: argparse.Namespace) -> int:
               f"{calls.added_ms(calls.mcp):.2f} |")  # fmt: skip
         print(f"| `call_tool` through the SDK's `Client` | {ms(calls.sdk)} | "
               f"{calls.added_ms(calls.sdk):.2f} |")  # fmt: skip
+        print(f"| for scale: `GET /health`, the HTTP hop alone (no tool call) | {ms(calls.hop)} "
+              "| - |")  # fmt: skip
         failed |= calls.added_ms(calls.mcp) > CALL_ADDED_TARGET_MS
         print("\n| question | REST p50 / p99 ms | MCP p50 / p99 ms | ratio (p50) |")
         print("| --- | ---: | ---: | ---: |")

@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,11 @@ async def test_the_target_groups_are_what_prometheus_expects(registry: Server, u
         assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
         no_metrics = {**body, "tool_id": f"plain-{uid}", "endpoints": {"stamp": "http://h/s"}}
         assert (await http.put(f"/v1/tools/plain-{uid}", json=no_metrics, headers=token)).is_success
-        response = await http.get("/v1/sd/prometheus", params={"operation": "stamp"})
+        for _ in range(200):  # the live view follows the feed: a few milliseconds behind
+            response = await http.get("/v1/sd/prometheus", params={"operation": "stamp"})
+            if any(g["labels"]["__meta_toolreg_tool_id"] == tool_id for g in response.json()):
+                break
+            await asyncio.sleep(0.05)
         assert response.headers["content-type"] == "application/json"
         groups = [g for g in response.json() if g["labels"]["__meta_toolreg_tool_id"] == tool_id]
         host_port = registry.base_url.removeprefix("http://")
@@ -98,7 +103,9 @@ async def _targets(http: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 
 def start_prometheus(folder: Path, registry: Server) -> tuple[subprocess.Popen[bytes], int]:
-    """Debian's Prometheus with one http_sd job on the registry (its config checked first)."""
+    """Debian's Prometheus with one http_sd job on the registry (its config checked first),
+    answering ``/-/ready``. A port taken between choosing and binding it (a busy CI) is
+    retried on another; a Prometheus that cannot start fails with its own log."""
     assert PROMETHEUS is not None
     config = folder / "prometheus.yml"
     config.write_text(CONFIG.format(registry=registry.base_url))
@@ -106,26 +113,37 @@ def start_prometheus(folder: Path, registry: Server) -> tuple[subprocess.Popen[b
         ["promtool", "check", "config", str(config)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    port = free_port()
-    with (folder / "prometheus.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return process, port
+    log_path = folder / "prometheus.log"
+    for _ in range(3):
+        port = free_port()
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={folder / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200:
+                    return process, port
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        terminate(process)
+    raise AssertionError(f"Prometheus did not start: {log_path.read_text()[-2000:]}")
 
 
 async def _ours(prom: httpx.AsyncClient, tool_id: str) -> list[dict[str, Any]]:
     try:
         targets = await _targets(prom)
-    except httpx.TransportError:
-        return []  # Prometheus is still starting
+    except (httpx.TransportError, httpx.HTTPStatusError):
+        return []  # Prometheus is still starting (refused, or 503 until its storage is open)
     return [t for t in targets if t["discoveredLabels"].get("__meta_toolreg_tool_id") == tool_id]
 
 
@@ -145,7 +163,7 @@ async def test_real_prometheus_discovers_scrapes_and_drops_tools(
             body = metrics_tool(tool_id, registry)
             assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
             ours: list[dict[str, Any]] = []
-            for _ in range(200):  # discovered and scraped once (1 s intervals)
+            for _ in range(400):  # discovered and scraped once (1 s intervals; a busy CI is slow)
                 ours = await _ours(prom, tool_id)
                 if ours and ours[0]["health"] != "unknown":
                     break
@@ -159,7 +177,7 @@ async def test_real_prometheus_discovers_scrapes_and_drops_tools(
             assert target["health"] != "unknown", target
 
             assert (await http.delete(f"/v1/tools/{tool_id}", headers=token)).status_code == 204
-            for _ in range(100):
+            for _ in range(200):
                 if not await _ours(prom, tool_id):
                     break
                 await asyncio.sleep(0.3)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server, bearer, running_server
+from tests.api.consul.conftest import until_listed
 
 # Short TTL and sweep, so that a heartbeat expiry becomes a feed event quickly.
 ENV = {
@@ -62,6 +63,7 @@ async def test_catalog_and_health_as_py_consul_reads_them(registry: Server, uid:
                 headers=token,
             )
             assert response.status_code == 201, response.text
+    await until_listed(registry.base_url, service, 2)
     c = client(registry)
     agent = await asyncio.to_thread(c.agent.self)
     assert agent["Config"]["Datacenter"] == "dc-test"

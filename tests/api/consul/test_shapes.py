@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server, bearer, running_server
+from tests.api.consul.conftest import until_listed
 
 NODE = {"ID", "Node", "Address", "Datacenter", "TaggedAddresses", "Meta"}
 SERVICE = {"ID", "Service", "Tags", "Address", "TaggedAddresses", "Meta", "Port", "Weights"}
@@ -52,6 +53,7 @@ async def test_shapes_and_types_match_consuls_documentation(registry: Server, ui
     async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
         assert (await http.put(f"/v1/tools/{service}-1", json=body, headers=token)).is_success
 
+        await until_listed(registry.base_url, service, 1)
         services = (await http.get("/v1/catalog/services")).json()
         assert isinstance(services, dict)
         assert all(

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server
 from tests.api.conftest import module_db as module_db
 from tests.api.conftest import uid as uid
 
@@ -32,11 +32,8 @@ ENV = {
 @pytest.fixture(scope="module")
 def registry(module_db: str) -> Iterator[Server]:
     """One registry server for the module, reads open."""
-    running = start_server(module_db, env=ENV)
-    try:
+    with running_server(module_db, env=ENV) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, start_server, stop_server
+from tests.api.conftest import Server, running_server
 from tests.api.mcp.conftest import mcp_client, ok, register
 from tests.api.mcp.registry_schema import OFFICIAL, check_entry
 from tests.services.discovery.tool_server import ToolServer
@@ -28,11 +28,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def checking(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db, env=ENV)
-    try:
+    with running_server(module_db, env=ENV) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _tool(tool_id: str, operation: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from omninode_bridge.migrations import runner
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, start_server, stop_server
+from tests.api.conftest import Server, running_server, start_server, stop_server
 from tests.api.mcp.conftest import ENV, failed, mcp_client, register
 from tests.api.mcp.test_resources import _until
 
@@ -30,11 +30,10 @@ PAD = "x" * 220
 @pytest.fixture(scope="module")
 def roomy(module_db: str) -> Iterator[Server]:
     """A server that takes a listen request naming every one of those URIs."""
-    running = start_server(module_db, env={**ENV, "TOOLREG_MAX_BODY_BYTES": str(16 * 2**20)})
-    try:
+    with running_server(
+        module_db, env={**ENV, "TOOLREG_MAX_BODY_BYTES": str(16 * 2**20)}
+    ) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _listen_request(host: str, port: int, uris: list[str]) -> bytes:

@@ -16,7 +16,7 @@ from mcp.client.subscriptions import Subscription, SubscriptionLost
 from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.api.conftest import Server, bearer, running_server, start_server, stop_server
 from tests.api.mcp.conftest import ENV, mcp_client, register
 from tests.services.discovery.tool_server import ToolServer
 
@@ -120,11 +120,8 @@ async def test_allowed_hosts_are_configurable(
 
 @pytest.fixture(scope="module")
 def guarded(module_db: str) -> Iterator[Server]:
-    running = start_server(module_db, env={**ENV, "TOOLREG_READS_REQUIRE_TOKEN": "true"})
-    try:
+    with running_server(module_db, env={**ENV, "TOOLREG_READS_REQUIRE_TOKEN": "true"}) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 async def test_tokens_are_checked_like_every_other_read(guarded: Server, uid: str) -> None:
