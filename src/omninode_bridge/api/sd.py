@@ -22,7 +22,7 @@ from fastapi.responses import Response
 
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.consul.routes import live_view
-from omninode_bridge.api.routes.common import State
+from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.models import NodeType
 from omninode_bridge.services.live_view import LiveTool
 
@@ -70,7 +70,10 @@ def target_group(tool: LiveTool) -> dict[str, Any] | None:
 
 @router.get(
     "/prometheus",
-    responses={200: {"description": "Target groups in http_sd_configs format"}},
+    responses={
+        200: {"description": "Target groups in http_sd_configs format"},
+        **problems(401, 422),
+    },
 )
 async def prometheus_targets(
     state: State,

@@ -21,13 +21,17 @@ _DESCRIPTIONS = {
     409: "tool_id already registered",
     410: "Cursor older than the change feed's retention",
     413: "Request body too large",
+    415: "The body is not JSON: send content-type: application/json",
     422: "Validation failed; `errors` names every offending field",
     503: "Database unavailable; retry after `Retry-After` seconds",
 }
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for these problem+json statuses (plus 503)."""
+    """OpenAPI ``responses`` entries for these problem+json statuses (plus 503, and 415
+    wherever a body is taken, i.e. with 413)."""
+    if 413 in codes:
+        codes = (*codes, 415)
     return {
         code: {
             "model": Problem,
