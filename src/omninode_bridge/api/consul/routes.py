@@ -103,16 +103,28 @@ async def live_view(state: State) -> LiveView:
     return view
 
 
-def _filter(text: str | None, fields: frozenset[str]) -> Callable[[Mapping[str, Any]], bool]:
-    if not text:
-        return lambda _: True
-    return compile_filter(text, fields)
-
-
 def _selected(instances: list[Instance], wanted_tags: list[str] | None) -> list[Instance]:
     if not wanted_tags:
         return instances
     return [i for i in instances if set(wanted_tags) <= set(tags(i.tool.registration))]
+
+
+async def _read(
+    state: State,
+    key: str | None,
+    index: int | None,
+    wait: str | None,
+    filter_text: str | None,
+    fields: frozenset[str],
+) -> tuple[LiveView, Callable[[Mapping[str, Any]], bool] | None, Node]:
+    """What every read route does first: check its parameters (before any wait), load the
+    view, block until ``key``'s version moves past ``index``. The predicate is ``None``
+    when there is no filter."""
+    seconds = parse_wait(wait)
+    keep = compile_filter(filter_text, fields) if filter_text else None
+    view = await live_view(state)
+    await block(view, key, index, seconds, state.stopping)
+    return view, keep, _node(state)
 
 
 @router.get("/agent/self")
@@ -149,14 +161,10 @@ async def catalog_services(
     filter: FilterParam = None,
 ) -> Response:
     """Every service with the union of its instances' tags."""
-    seconds = parse_wait(wait)
-    keep = _filter(filter, _CATALOG_FIELDS)
-    view = await live_view(state)
-    await block(view, None, index, seconds, state.stopping)
-    node = _node(state)
+    view, keep, node = await _read(state, None, index, wait, filter, _CATALOG_FIELDS)
     services: dict[str, list[str]] = {}
     for instance in instances_of(list(view.tools())):
-        if keep(catalog_entry(instance, node)):
+        if keep is None or keep(catalog_entry(instance, node)):
             known = services.setdefault(instance.service, [])
             known.extend(t for t in tags(instance.tool.registration) if t not in known)
     return _answer(services, view.version())
@@ -173,14 +181,10 @@ async def catalog_service(
     filter: FilterParam = None,
 ) -> Response:
     """The instances of ``name`` as flat catalog entries (an unknown name: ``[]``)."""
-    seconds = parse_wait(wait)
-    keep = _filter(filter, _CATALOG_FIELDS)
-    view = await live_view(state)
-    await block(view, name, index, seconds, state.stopping)
-    node = _node(state)
+    view, keep, node = await _read(state, name, index, wait, filter, _CATALOG_FIELDS)
     instances = _selected(instances_of(view.members(name), name), tag)
     entries = [catalog_entry(i, node) for i in instances]
-    return _answer([e for e in entries if keep(e)], view.version(name))
+    return _answer([e for e in entries if keep is None or keep(e)], view.version(name))
 
 
 @router.get("/health/service/{name}")
@@ -195,12 +199,8 @@ async def health_service(
     filter: FilterParam = None,
 ) -> Response:
     """``[{Node, Service, Checks}]`` of ``name``; ``passing``: only instances whose checks pass."""
-    seconds = parse_wait(wait)
-    keep = _filter(filter, _HEALTH_FIELDS)
     only_passing = passing is not None and passing.lower() not in ("0", "false")
-    view = await live_view(state)
-    await block(view, name, index, seconds, state.stopping)
-    node = _node(state)
+    view, keep, node = await _read(state, name, index, wait, filter, _HEALTH_FIELDS)
 
     def render() -> bytes:
         entries = []
@@ -208,7 +208,7 @@ async def health_service(
             entry = health_entry(instance, node)
             if only_passing and any(c["Status"] != "passing" for c in entry["Checks"]):
                 continue
-            if keep(entry):
+            if keep is None or keep(entry):
                 entries.append(entry)
         return orjson.dumps(entries)
 
