@@ -77,10 +77,32 @@ def refused(result: CallToolResult) -> str:
 
 
 async def register(server: Server, token: str, body: dict[str, Any]) -> None:
-    """PUT a registration through the REST API (idempotent)."""
+    """PUT a registration through the REST API (idempotent), and wait until the live view
+    (which ``/v0.1``, ``/v1/catalog`` and the MCP face read) shows it."""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
         response = await http.put(f"/v1/tools/{body['tool_id']}", json=body, headers=bearer(token))
         assert response.is_success, response.text
+        await _in_live_view(http, body)
+
+
+async def _in_live_view(http: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    """The live view follows the feed a few milliseconds behind a write: wait until the
+    tool's catalog entry carries every string of its metadata. A tool without endpoints is
+    no Consul service: nothing to wait for."""
+    if not body.get("endpoints"):
+        return
+    wanted = {k: v for k, v in body.get("metadata", {}).items() if isinstance(v, str)}
+    path = f"/v1/catalog/service/node-type:{body['node_type']}"
+    params = {"filter": f'ServiceID == "{body["tool_id"]}"'}
+    entries: list[dict[str, Any]] = []
+    for _ in range(200):
+        answer = await http.get(path, params=params)
+        assert answer.status_code == 200, answer.text
+        entries = answer.json()
+        if entries and wanted.items() <= entries[0]["ServiceMeta"].items():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{body['tool_id']} never reached the live view: {entries}")
 
 
 async def routable(server: Server, operation: str, count: int) -> dict[str, Any]:
