@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol with a deadline for request headers (slowloris protection).
+"""uvicorn's httptools protocol with a deadline for request headers (slowloris protection).
 
 uvicorn bounds a connection only between requests (``timeout_keep_alive``): a
 client that opens a connection and then sends nothing, or trickles the request
@@ -9,8 +9,9 @@ headers are complete when it fires, the server answers 408 and closes the
 connection. Request bodies are not covered: once the headers are in, the app
 is running and reads the body itself.
 
-The server uses h11 whether or not httptools is installed: ``toolreg serve``
-passes the class to ``uvicorn.Config(http=...)``.
+httptools (llhttp, in C) rather than the pure-Python h11: about 0.1-0.3 ms less
+per request on these machines. ``toolreg serve`` passes the class to
+``uvicorn.Config(http=...)``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import h11
 import orjson
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from omninode_bridge.api.problems import PROBLEM_TYPE
 
@@ -36,7 +36,7 @@ _TIMEOUT_BODY = orjson.dumps(
         "detail": "the request headers did not arrive in time",
     }
 )
-# Written straight to the socket: h11 cannot send a response before a request has come in.
+# Written straight to the socket: no request has come in for uvicorn to answer.
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\n"
     b"content-type: application/problem+json\r\n"
@@ -45,7 +45,7 @@ _TIMEOUT_RESPONSE = (
 ) % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
 
 
-class HeaderTimeoutProtocol(H11Protocol):
+class HeaderTimeoutProtocol(HttpToolsProtocol):
     """Closes a connection whose request headers are not complete ``header_timeout`` s in.
 
     Use a subclass made by ``with_header_timeout``; this class's own deadline
@@ -54,20 +54,24 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     header_timeout: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    _awaiting_headers = True  # from the connection, or a request's first byte, to its headers
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_timer()
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            # The headers are in (the request runs, or was answered), or the connection ends.
-            self._cancel_header_timer()
-        elif self._header_timer is None:
-            # The first bytes of a new request on a kept-alive connection: uvicorn
-            # has just stopped its keep-alive timer, so the header deadline takes over.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # The first bytes of a request; on a kept-alive connection uvicorn has just
+        # stopped its keep-alive timer, so the header deadline takes over.
+        self._awaiting_headers = True
+        if self._header_timer is None:
             self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -84,7 +88,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def _headers_timed_out(self) -> None:
         self._header_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or not self._awaiting_headers:
             return
         logger.debug("closing %s: request headers not complete in time", self.client)
         self.transport.write(_TIMEOUT_RESPONSE)
