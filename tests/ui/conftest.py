@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -106,12 +111,17 @@ class Console:
             driver.execute_script("sessionStorage.setItem('toolreg.token', arguments[0])", token)
         driver.get(self.base_url + path)
 
-    def wait(self, condition: Callable[[], T], timeout: float = 5.0, what: str = "") -> T:
-        """``condition()``'s first truthy value, polled every 50 ms."""
+    def wait(self, condition: Callable[[], T], timeout: float = 15.0, what: str = "") -> T:
+        """``condition()``'s first truthy value, polled every 50 ms. An element that the page
+        replaced between finding and reading it (stale) or that is not there yet counts as
+        not yet: the condition is asked again."""
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(
-                lambda _: condition()
-            )
+            return WebDriverWait(
+                self.driver,
+                timeout,
+                poll_frequency=0.05,
+                ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+            ).until(lambda _: condition())
         except TimeoutException:
             seen = {"rows": self.rows(), "errors": self.text("#errors"), "logs": self.severe_logs()}
             raise AssertionError(

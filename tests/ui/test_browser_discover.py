@@ -69,7 +69,6 @@ def test_discover_explains_each_tool(
     registry.delete("r-noendpoint")
     console.wait(
         lambda: console.find("#choice").get_attribute("data-chosen") == "",
-        timeout=5,
         what="no routable tool",
     )
     missing = registry.http.get("/v1/discover/render")
