@@ -96,6 +96,6 @@ async def test_heartbeats_survive_a_server_restart(module_db: str, uid: str) -> 
                     beat = current.last_heartbeat
                     break
             assert beat is not None, "no heartbeat reached the restarted server"
-            assert current.is_healthy(5)
+            assert current is not None and current.is_healthy(5)
         finally:
             stop_server(second)

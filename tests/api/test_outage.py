@@ -51,13 +51,14 @@ async def test_database_stopped_while_serving(temp_data_dir: Path) -> None:
             assert (
                 await http.post("/v1/tools/outage-tool/heartbeat", headers=token)
             ).status_code == 204
-            ready = None
+            ready: httpx.Response | None = None
             for _ in range(100):  # the change feed follows again after its backoff
                 ready = await http.get("/ready")
                 if ready.status_code == 200:
                     break
                 await asyncio.sleep(0.1)
-            assert ready is not None and ready.status_code == 200, ready.text
+            assert ready is not None, "no answer from /ready"
+            assert ready.status_code == 200, ready.text
     finally:
         stop_server(server)
 

@@ -276,7 +276,7 @@ async def check_one_leader(urls: list[str], timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=3) as http:
         while True:
-            gauges = []
+            gauges: list[float | None] = []
             for url in urls:
                 try:
                     text = (await http.get(url + "/metrics")).text

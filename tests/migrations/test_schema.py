@@ -90,6 +90,7 @@ async def test_check_constraint_rejects_unknown_node_type(db_dsn: str) -> None:
             "INSERT INTO tool_registrations (tool_id, node_type) VALUES ('y', 'effect')"
         )
         row = await conn.fetchrow("SELECT id, capabilities, registered_at FROM tool_registrations")
+        assert row is not None
         assert row["id"].version == 4
         assert row["registered_at"].tzinfo is not None
         with pytest.raises(asyncpg.UniqueViolationError):

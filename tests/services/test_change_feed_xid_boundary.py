@@ -40,7 +40,7 @@ async def burn_to_just_below_a_power_of_ten(dsn: str) -> int:
         await conn.execute(BURN)
         current = int(await conn.fetchval("SELECT pg_current_xact_id()::text::bigint"))
         # The smallest power of ten (10^4 at least) with room below it for the writes.
-        boundary = 10 ** max(4, len(str(current + BEFORE_BOUNDARY + 10)))
+        boundary: int = 10 ** max(4, len(str(current + BEFORE_BOUNDARY + 10)))
         to_burn = boundary - current - BEFORE_BOUNDARY
         if to_burn > MAX_BURN:
             pytest.skip(f"the next power of ten is {to_burn} transaction ids away")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ async def test_outage_raises_typed_errors_then_recovers(temp_data_dir: Path) -> 
         await repository.create_registration(tool("survivor"))
 
         await stop_embedded(temp_data_dir)
-        calls = [
+        calls: list[Callable[[], Awaitable[object]]] = [
             lambda: repository.get_registration("survivor"),
             lambda: repository.update_heartbeat("survivor"),
             lambda: repository.delete_registration("survivor"),

@@ -27,9 +27,9 @@ from selenium.common.exceptions import (
     TimeoutException,
     WebDriverException,
 )
+from selenium.webdriver import Chrome as WebDriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -169,7 +169,11 @@ class Console:
         return path
 
     def severe_logs(self) -> list[str]:
-        return [str(e["message"]) for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
+        return [
+            str(e["message"])
+            for e in self.driver.get_log("browser")  # type: ignore[no-untyped-call]
+            if e["level"] == "SEVERE"
+        ]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver import Chrome as WebDriver
 
 from tests.api.conftest import Server, start_server, stop_server
 from tests.ui.conftest import LIVE_ENV, Console, Registry

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver import Chrome as WebDriver
 
 from tests.api.conftest import start_server, stop_server
 from tests.support import free_port

@@ -47,7 +47,8 @@ def test_payloads_render_as_text(console: Console, hostile: list[str]) -> None:
     _inert(console)
     assert IMG in console.find('#tools-body tr[data-tool-id="plain-neighbour"]').text
     link = console.find('#tools-body tr[data-tool-id="javascript:alert"] a')
-    assert link.get_attribute("href").endswith("/ui/tool?id=javascript%3Aalert")
+    href = link.get_attribute("href")
+    assert href is not None and href.endswith("/ui/tool?id=javascript%3Aalert")
     link.click()  # our own page, not the payload
     console.wait(lambda: console.find("#summary").is_displayed(), what="the tool page")
     assert console.driver.current_url.endswith("/ui/tool?id=javascript%3Aalert")

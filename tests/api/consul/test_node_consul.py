@@ -129,6 +129,7 @@ class Script:
             await self._reader
             assert self.process.stderr is not None
             self.stderr = (await self.process.stderr.read()).decode(errors="replace")
+        assert self.process.returncode is not None
         return self.process.returncode
 
 

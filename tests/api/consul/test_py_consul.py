@@ -140,12 +140,12 @@ async def test_blocking_queries_wake_on_changes_and_time_out_otherwise(
         # Deleting wakes a query that does not filter on passing, too.
         index, listed = await asyncio.to_thread(c.health.service, service)
         assert [h["Checks"][0]["Status"] for h in listed] == ["critical"]
-        waiting = asyncio.create_task(
+        unfiltered = asyncio.create_task(
             asyncio.to_thread(c.health.service, service, index=index, wait="10s")
         )
         await asyncio.sleep(0.5)
         assert (await http.delete(f"/v1/tools/{tool_id}", headers=token)).status_code == 204
-        index, listed = await waiting
+        index, listed = await unfiltered
         assert listed == []
 
         # Nothing changes: it answers at `wait`, with the same index.

@@ -56,7 +56,7 @@ def live(
     ],
 )
 def test_server_names(tool_id: str, declared: str | None, expected: str | None) -> None:
-    metadata = {"mcp_name": declared} if declared is not None else {}
+    metadata: dict[str, Any] = {"mcp_name": declared} if declared is not None else {}
     assert server_name(live(tool_id, **metadata), "ns") == expected
 
 

@@ -39,8 +39,8 @@ async def test_the_server_offers_four_tools_with_schemas(registry: Server) -> No
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == {"search_tools", "get_tool", "discover", "call_tool"}
     for name in ("search_tools", "get_tool", "discover"):
-        assert tools[name].annotations is not None
-        assert tools[name].annotations.read_only_hint is True
+        annotations = tools[name].annotations
+        assert annotations is not None and annotations.read_only_hint is True
     call = tools["call_tool"]
     assert call.annotations is not None and call.annotations.read_only_hint is False
     assert call.input_schema["required"] == ["operation", "payload"]

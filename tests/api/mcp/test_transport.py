@@ -26,7 +26,7 @@ MODERN = {
     "MCP-Protocol-Version": "2026-07-28",
     "Mcp-Method": "tools/list",
 }
-TOOLS_LIST = {
+TOOLS_LIST: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "tools/list",
