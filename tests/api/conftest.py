@@ -91,15 +91,22 @@ def stop_server(server: Server) -> int:
     return code
 
 
-@pytest.fixture(scope="module")
-def module_db(server_dsn: str, template_db: str) -> Iterator[str]:
-    """A database at head for one test module."""
+@contextmanager
+def database_at_head(server_dsn: str, template_db: str) -> Iterator[str]:
+    """A new database at head (a copy of the template), dropped at the end."""
     name = f"toolreg_m_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     try:
         yield with_database(server_dsn, name)
     finally:
         asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def module_db(server_dsn: str, template_db: str) -> Iterator[str]:
+    """A database at head for one test module."""
+    with database_at_head(server_dsn, template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

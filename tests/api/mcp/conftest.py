@@ -15,13 +15,14 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from tests.api.conftest import Server, bearer, running_server
+from tests.api.conftest import Server, bearer, database_at_head, running_server
 from tests.api.conftest import module_db as module_db
 from tests.api.conftest import uid as uid
 
-# A short TTL and sweep, so that a heartbeat expiry becomes a feed event quickly.
+# A TTL that outlasts any test on a loaded machine (tools registered at its start stay
+# routable), and a quick sweep.
 ENV = {
-    "TOOLREG_TTL_SECONDS": "2",
+    "TOOLREG_TTL_SECONDS": "60",
     "TOOLREG_RETENTION_SECONDS": "3600",
     "TOOLREG_REAP_INTERVAL_SECONDS": "0.3",
     "TOOLREG_CHECK_INTERVAL_SECONDS": "3600",
@@ -33,6 +34,18 @@ ENV = {
 def registry(module_db: str) -> Iterator[Server]:
     """One registry server for the module, reads open."""
     with running_server(module_db, env=ENV) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def expiring(server_dsn: str, template_db: str) -> Iterator[Server]:
+    """A registry whose heartbeats lapse after 2 s, so that an expiry becomes a feed event
+    quickly: for the tests of what a stale tool looks like. Its own database: the TTL that
+    the sweep applies is its liveness leader's."""
+    with (
+        database_at_head(server_dsn, template_db) as dsn,
+        running_server(dsn, env={**ENV, "TOOLREG_TTL_SECONDS": "2"}) as running,
+    ):
         yield running
 
 

@@ -233,11 +233,11 @@ async def test_a_deleted_tool_disappears(registry: Server, uid: str) -> None:
         assert [e["server"]["name"] for e in rest["servers"]] == [f"org.del/{uid}-2"]
 
 
-async def test_a_stale_tool_is_deprecated_until_it_heartbeats(registry: Server, uid: str) -> None:
-    token = await registry.token("write")
-    await register(registry, token, _mcp_tool(f"hb-{uid}", mcp_name=f"org.hb/{uid}"))
+async def test_a_stale_tool_is_deprecated_until_it_heartbeats(expiring: Server, uid: str) -> None:
+    token = await expiring.token("write")
+    await register(expiring, token, _mcp_tool(f"hb-{uid}", mcp_name=f"org.hb/{uid}"))
     path = f"/v0.1/servers/org.hb%2F{uid}/versions/latest"
-    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=expiring.base_url, timeout=10) as http:
         assert (await _entry(http, path))["_meta"][OFFICIAL]["status"] == "active"
         entry: dict[str, Any] = {}
         for _ in range(100):  # TTL 2 s, swept every 0.3 s

@@ -111,22 +111,22 @@ async def test_the_resource_list_is_paged_by_tool_id(registry: Server, uid: str)
 
 
 async def test_listeners_hear_the_list_change_and_each_subscribed_tool_change(
-    registry: Server, uid: str
+    expiring: Server, uid: str
 ) -> None:
-    token = await registry.token("write")
+    token = await expiring.token("write")
     watched = f"watch-{uid}"
     uri = f"toolreg://tools/{watched}"
-    await register(registry, token, _tool(watched))
+    await register(expiring, token, _tool(watched))
     async with (
-        mcp_client(registry) as client,
+        mcp_client(expiring) as client,
         client.listen(resources_list_changed=True, resource_subscriptions=[uri]) as subscription,
     ):
         assert subscription.honored.resources_list_changed is True
         # A new tool: the list changed.
-        await register(registry, token, _tool(f"new-{uid}"))
+        await register(expiring, token, _tool(f"new-{uid}"))
         await _until(subscription, ResourcesListChanged())
         # The watched tool is updated: its URI is announced; the list is the same.
-        await register(registry, token, _tool(watched, metadata={"v": 2}))
+        await register(expiring, token, _tool(watched, metadata={"v": 2}))
         await _until(subscription, ResourceUpdated(uri=uri))
         read = await client.read_resource(uri)
         assert json.loads(read.contents[0].text)["metadata"] == {"v": 2}  # type: ignore[union-attr]
@@ -139,7 +139,7 @@ async def test_listeners_hear_the_list_change_and_each_subscribed_tool_change(
                 document = json.loads(read.contents[0].text)  # type: ignore[union-attr]
                 health = document["health"]["status"]
         # Deleted: both.
-        async with httpx.AsyncClient(base_url=registry.base_url) as http:
+        async with httpx.AsyncClient(base_url=expiring.base_url) as http:
             deleted = await http.delete(f"/v1/tools/{watched}", headers=bearer(token))
             assert deleted.status_code == 204
         got = await _events(subscription, 2)

@@ -133,11 +133,11 @@ async def test_search_tools_with_each_filter(registry: Server, uid: str, mode: s
         assert "limit" in refused(await client.call_tool("search_tools", {"limit": 101}))
 
 
-async def test_search_tools_leaves_out_stale_tools_unless_asked(registry: Server, uid: str) -> None:
-    token = await registry.token("write")
+async def test_search_tools_leaves_out_stale_tools_unless_asked(expiring: Server, uid: str) -> None:
+    token = await expiring.token("write")
     op = f"lapse-{uid}"
-    await register(registry, token, _tool(f"lapse-{uid}", op))
-    async with mcp_client(registry) as client:
+    await register(expiring, token, _tool(f"lapse-{uid}", op))
+    async with mcp_client(expiring) as client:
         assert await _ids(client, operation=op) == [f"lapse-{uid}"]
         for _ in range(100):  # TTL 2 s, swept every 0.3 s
             every = ok(
@@ -205,12 +205,12 @@ async def test_discover_names_the_tool_and_explains_the_others(
 
 
 async def test_discover_without_a_routable_tool_says_why_like_the_http_api(
-    registry: Server, uid: str
+    expiring: Server, uid: str
 ) -> None:
-    token = await registry.token("write")
+    token = await expiring.token("write")
     op = f"gone-{uid}"
-    await register(registry, token, _tool(f"{op}-1", op))
-    async with mcp_client(registry) as client:
+    await register(expiring, token, _tool(f"{op}-1", op))
+    async with mcp_client(expiring) as client:
         for _ in range(100):  # its heartbeat lapses past the 2 s TTL
             answer = ok(await client.call_tool("discover", {"operation": op}))
             if answer["explanation"]["tools"][0]["reason"] == "stale":
@@ -220,7 +220,7 @@ async def test_discover_without_a_routable_tool_says_why_like_the_http_api(
     explanation = answer["explanation"]
     assert explanation["declared"] == 1 and explanation["routable"] == 0
     assert explanation["tools"][0]["since"]
-    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=expiring.base_url, timeout=10) as http:
         response = await http.get(f"/v1/discover/{op}")
     assert response.status_code == 404
     problem = response.json()
