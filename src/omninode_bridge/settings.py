@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 from pydantic import (
@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         "TOOLREG_MAX_REGISTRATION_BYTES", 256 * 1024, ge=1024, le=64 * 1024 * 1024
     )
     event_retention_seconds: float = _env("TOOLREG_EVENT_RETENTION_SECONDS", 7 * 86400.0, gt=0)
+    # POST /v1/tools/{id}/heartbeat: heartbeats arriving within this window (from the
+    # first) are written in one statement, at most this many at once. 0: one statement
+    # per request.
+    heartbeat_batch_window_ms: float = _env("TOOLREG_HEARTBEAT_BATCH_WINDOW_MS", 5.0, ge=0, le=1000)
+    heartbeat_batch_max: int = _env("TOOLREG_HEARTBEAT_BATCH_MAX", 500, ge=1, le=10000)
 
     # -- the HTTP server ----------------------------------------------------------
     host: str = _env("TOOLREG_HOST", "127.0.0.1", min_length=1)
@@ -122,6 +127,12 @@ class Settings(BaseSettings):
     stream_token_recheck_seconds: float = _env(
         "TOOLREG_STREAM_TOKEN_RECHECK_SECONDS", 3.0, gt=0, le=3600
     )
+    # How long a server trusts a token it has checked (0: check it on every request). A
+    # token revoked through another server or the CLI is refused within this time.
+    token_cache_seconds: float = _env("TOOLREG_TOKEN_CACHE_SECONDS", 1.0, ge=0, le=60)
+    # The server's log lines: text (ISO 8601 time, level, logger, message) or one JSON
+    # object per line with the same keys, plus the access log's fields (omninode_bridge.logs).
+    log_format: Literal["text", "json"] = _env("TOOLREG_LOG_FORMAT", "text")
 
     # -- discovery and routing ------------------------------------------------------
     ttl_seconds: float = _env("TOOLREG_TTL_SECONDS", 300.0, gt=0)
@@ -132,6 +143,9 @@ class Settings(BaseSettings):
     eject_base_seconds: float = _env("TOOLREG_EJECT_BASE_SECONDS", 1.0, gt=0)
     eject_max_seconds: float = _env("TOOLREG_EJECT_MAX_SECONDS", 60.0, gt=0)
     stale_index_grace_seconds: float = _env("TOOLREG_STALE_INDEX_GRACE_SECONDS", 30.0, ge=0)
+    # Full registrations that discovery keeps for its answers (the index itself keeps only
+    # routing facts); a tool beyond them costs one query by id when it is chosen.
+    discovery_cache_size: int = _env("TOOLREG_DISCOVERY_CACHE_SIZE", 50_000, ge=1, le=10_000_000)
 
     # -- liveness: reaper and active health checks -----------------------------------
     retention_seconds: float = _env("TOOLREG_RETENTION_SECONDS", 3600.0, gt=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -97,6 +99,27 @@ async def test_revoked_token_is_401(http: httpx.AsyncClient, server: Server, uid
     async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=server.dsn) as client:
         assert await TokenService(client).revoke(f"gone-{uid}")
     assert_problem(await http.post(f"/v1/tools/r-{uid}/heartbeat", headers=bearer(secret)), 401)
+
+
+async def test_revoked_here_refused_at_once_elsewhere_within_the_cache_period(
+    http: httpx.AsyncClient, server: Server, uid: str
+) -> None:
+    """The server trusts a checked token for TOOLREG_TOKEN_CACHE_SECONDS (default 1 s)."""
+    admin = bearer(await server.token("admin"))
+    here = bearer(await server.token("write", name=f"here-{uid}"))
+    assert (await http.get("/v1/tokens/me", headers=here)).status_code == 200  # now cached
+    assert (await http.delete(f"/v1/tokens/here-{uid}", headers=admin)).status_code == 204
+    assert_problem(await http.get("/v1/tokens/me", headers=here), 401)
+
+    elsewhere = bearer(await server.token("write", name=f"else-{uid}"))
+    assert (await http.get("/v1/tokens/me", headers=elsewhere)).status_code == 200
+    async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=server.dsn) as client:
+        assert await TokenService(client).revoke(f"else-{uid}")  # as another replica would
+    started = time.monotonic()
+    while (await http.get("/v1/tokens/me", headers=elsewhere)).status_code == 200:
+        assert time.monotonic() - started < 1.0 + 3.0, "still accepted long after the period"
+        await asyncio.sleep(0.05)
+    assert_problem(await http.get("/v1/tokens/me", headers=elsewhere), 401)
 
 
 async def test_reads_can_require_a_token(module_db: str) -> None:

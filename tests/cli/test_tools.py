@@ -93,12 +93,86 @@ def test_register_rejects_bad_files_and_names_fields(db_dsn: str, tmp_path: Path
     )
     result = run_cli("tools", "register", "-f", str(bad), env=env)
     assert result.returncode == 1
-    assert "[1].node_type" in result.stderr
-    assert "[1].endpoints.a" in result.stderr
+    # Each field is named by its path, its tool's tool_id and its position in the list.
+    assert "node_type of tool_id 'x', [1] in bad.json: Input should be" in result.stderr
+    assert "endpoints.a of tool_id 'x', [1] in bad.json" in result.stderr
     assert orjson.loads(run_cli("tools", "list", "--json", env=env).stdout) == []
     garbage = tmp_path / "garbage.yaml"
     garbage.write_text("{: [")
     assert "file" in run_cli("tools", "register", "-f", str(garbage), env=env).stderr
+
+
+LONG_ID = "a-very-long-tool-identifier-for-the-onextree-intelligence-service-v1"
+LONG_URL = "http://onextree-intelligence.internal.example.com:8080/api/v1/analyze"
+
+
+def _column(table: str, index: int) -> str:
+    """The cells of column ``index`` of a rich table, their wrapped lines joined."""
+    cells = [line.split("\u2502")[index].strip() for line in table.splitlines() if "\u2502" in line]
+    return "".join(cells)
+
+
+def test_list_wraps_long_ids_and_urls_on_a_narrow_terminal(db_dsn: str, tmp_path: Path) -> None:
+    file = tmp_path / "tools.yaml"
+    tool = {
+        "tool_id": LONG_ID,
+        "node_type": "compute",
+        "capabilities": {"operations": ["analyze"]},
+        "endpoints": {"analyze": LONG_URL},
+        "metadata": {"version": "1.2.3", "tags": ["x"]},
+    }
+    file.write_text(yaml.safe_dump([tool, {**TOOLS[1]}]))
+    env = clean_env(DATABASE_URL=db_dsn, COLUMNS="60")
+    assert run_cli("tools", "register", "-f", str(file), env=env).returncode == 0
+
+    narrow = run_cli("tools", "list", env=env)
+    assert narrow.returncode == 0, narrow.stderr
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 60
+    assert "\u2026" not in narrow.stdout  # rich's ellipsis: nothing is cut
+    assert LONG_ID not in narrow.stdout  # it does not fit on one line of 60...
+    assert _column(narrow.stdout, 1) == LONG_ID + "workflow-orchestrator-v1"  # ...so it wraps
+
+    wide = run_cli("tools", "list", "--wide", env=env)
+    assert max(len(line) for line in wide.stdout.splitlines()) <= 60
+    assert _column(wide.stdout, 1) == LONG_ID + "workflow-orchestrator-v1"
+    assert _column(wide.stdout, 4) == (
+        f"analyze:{LONG_URL}execute:http://orchestrator:8081/api/v1/execute"
+    )
+    assert "version=1.2.3" in _column(wide.stdout, 6)
+    roomy = run_cli("tools", "list", "--wide", env={**env, "COLUMNS": "250"})
+    assert LONG_ID in roomy.stdout
+    assert LONG_URL in roomy.stdout
+    assert "endpoints" not in run_cli("tools", "list", env={**env, "COLUMNS": "250"}).stdout
+
+
+def test_register_over_existing_tools_suggests_upsert(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(DATABASE_URL=db_dsn)
+    file = tmp_path / "tools.yaml"
+    file.write_text(yaml.safe_dump(TOOLS))
+    assert run_cli("tools", "register", "-f", str(file), env=env).returncode == 0
+    again = run_cli("tools", "register", "-f", str(file), env=env)
+    assert again.returncode == 1
+    assert "already registered" in again.stderr
+    assert (
+        f"hint: nothing was registered; to replace existing tools: toolreg tools register "
+        f"--upsert -f {file}" in again.stderr
+    )
+    upserted = run_cli("tools", "register", "--upsert", "-f", str(file), env=env)
+    assert upserted.returncode == 0, upserted.stderr
+    assert "replaced onextree-intelligence-v1" in upserted.stdout
+
+
+def test_register_names_a_single_tool_and_a_missing_id(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(DATABASE_URL=db_dsn)
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"tool_id": "solo-v1", "node_type": "gateway"}))
+    result = run_cli("tools", "register", "-f", str(one), env=env)
+    assert result.returncode == 1
+    assert "node_type of tool_id 'solo-v1': Input should be" in result.stderr
+    nameless = tmp_path / "nameless.yaml"
+    nameless.write_text(yaml.safe_dump([TOOLS[0], {"node_type": "compute"}]))
+    result = run_cli("tools", "register", "-f", str(nameless), env=env)
+    assert "tool_id of [1] in nameless.yaml: Field required" in result.stderr
 
 
 def test_token_create_list_revoke(db_dsn: str) -> None:

@@ -154,3 +154,31 @@ async def test_multi_host_url_connects_to_the_host_that_answers(
         assert await client.fetchval("SELECT NOT pg_is_in_recovery()") is True
         assert client.where.count(":") == 2  # both hosts named, no password
         assert (await client.health_check())["status"] == "healthy"
+
+
+async def test_session_state_is_reset_when_the_block_asks(
+    db_dsn: str, test_settings: Settings
+) -> None:
+    # One connection, so every block gets the one the previous block left.
+    one = test_settings.model_copy(update={"pool_min_size": 1, "pool_max_size": 1})
+    async with PostgresClient(one, dsn=db_dsn) as client:
+        async with client.acquire(reset=True) as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("SET application_name = 'left behind'")
+            await conn.execute("LISTEN toolreg_test_channel")
+        async with client.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend  # the same one
+            assert await conn.fetchval("SHOW application_name") == "omninode-bridge"
+            assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+
+
+async def test_transaction_local_settings_end_with_the_transaction(
+    postgres_client: PostgresClient,
+) -> None:
+    # Pooled connections skip asyncpg's reset query: settings must be transaction-local.
+    default = await postgres_client.fetchval("SHOW statement_timeout")
+    async with postgres_client.transaction() as conn:
+        await conn.fetchval("SELECT set_config('statement_timeout', '1234ms', true)")
+        assert await conn.fetchval("SHOW statement_timeout") == "1234ms"
+    for _ in range(postgres_client.settings.pool_max_size):
+        assert await postgres_client.fetchval("SHOW statement_timeout") == default

@@ -8,6 +8,7 @@ the lifespan and hang off ``app.state.toolreg``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge import __version__
 from omninode_bridge.api import consul, sd, ui
+from omninode_bridge.api.access_log import AccessLogMiddleware
 from omninode_bridge.api.body_limit import BodyLimitMiddleware
 from omninode_bridge.api.mcp import McpFace
 from omninode_bridge.api.metrics import Metrics, MetricsMiddleware
@@ -31,6 +33,7 @@ from omninode_bridge.api.routes import (
     tokens,
     tools,
 )
+from omninode_bridge.api.routes.fast_heartbeat import FastHeartbeatRoute
 from omninode_bridge.api.state import AppState
 from omninode_bridge.autodiscovery import BridgeMetrics, bridges_from_settings
 from omninode_bridge.errors import OmniNodeBridgeError
@@ -43,6 +46,7 @@ from omninode_bridge.services import (
     ToolRegistrationRepository,
 )
 from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.heartbeat_coalescer import HeartbeatCoalescer
 from omninode_bridge.services.live_view import LiveView
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings, load_settings
@@ -119,7 +123,7 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             settings=settings,
             client=client,
             repository=repository,
-            tokens=TokenService(client),
+            tokens=TokenService(client, cache_seconds=settings.token_cache_seconds),
             metrics=metrics,
             hub=hub,
             # Its index loads on the first discovery request, then follows the feed.
@@ -134,6 +138,12 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             lambda: float(pool.get_max_size()),
         )
         metrics.bind_discovery(state.discovery.metrics, settings.stale_index_grace_seconds)
+        if settings.heartbeat_batch_window_ms > 0:
+            state.heartbeats = HeartbeatCoalescer(
+                state.tokens.heartbeats,
+                window=settings.heartbeat_batch_window_ms / 1000,
+                max_batch=settings.heartbeat_batch_max,
+            )
         app.state.toolreg = state
         liveness = LivenessRunner(client, repository, settings, metrics.registry)
         try:
@@ -152,10 +162,16 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
                 task = asyncio.create_task(bridge.run(), name=f"autodiscovery {bridge.source.name}")
                 task.add_done_callback(_log_failure)
                 state.background.append(task)
+            # What start-up built (modules, settings, pools) lives as long as the
+            # process: out of the collector's way, a full collection no longer
+            # walks it (the cost of a large response grew with it).
+            gc.freeze()
             async with mcp.running():  # the MCP SDK's session manager, once per app
                 yield
         finally:
             await liveness.aclose()  # first: a replica takes the leader's lock at once
+            if state.heartbeats is not None:  # heartbeats still pending are written
+                await state.heartbeats.aclose()
             for task in state.background:
                 task.cancel()
             # Failures of these tasks were logged when they happened (_log_failure).
@@ -192,6 +208,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     mcp = McpFace(settings, lambda: app.state.toolreg)
     app.include_router(mcp.registry_router)
     app.router.routes.insert(0, mcp.route)
+    if settings.heartbeat_batch_window_ms > 0:  # the coalesced heartbeat's common case
+        app.router.routes.insert(0, FastHeartbeatRoute())
 
     limits = JsonLimits(
         max_bytes=settings.max_json_bytes, max_registration_bytes=settings.max_registration_bytes
@@ -199,4 +217,5 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     app.add_middleware(_JsonLimitsMiddleware, limits=limits)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware)  # outermost: it times what the client waits for
     return app

@@ -26,6 +26,7 @@ from omninode_bridge.errors import (
 from omninode_bridge.services.tokens import Principal, Scope
 
 __all__ = [
+    "PRINCIPAL_KEY",
     "Reader",
     "Writer",
     "bearer_scheme",
@@ -36,6 +37,10 @@ __all__ = [
     "require_writer",
     "until_revoked",
 ]
+
+# Where the request's principal (a Principal, or None) is left in the ASGI scope once its
+# token is checked: the access log names it, the MCP tools act as it.
+PRINCIPAL_KEY = "toolreg.principal"
 
 bearer_scheme = HTTPBearer(
     auto_error=False, description="A registry token: `toolreg token create`."
@@ -51,7 +56,9 @@ async def principal_of(
         if request.headers.get("authorization"):
             raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
         return None
-    return await state.tokens.authenticate(credentials.credentials)
+    principal = await state.tokens.authenticate(credentials.credentials)
+    request.scope[PRINCIPAL_KEY] = principal
+    return principal
 
 
 async def _reader(

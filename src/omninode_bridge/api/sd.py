@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.consul.routes import live_view
 from omninode_bridge.api.routes.common import State, problems
-from omninode_bridge.models import NodeType
+from omninode_bridge.models import ModelToolRegistration, NodeType
 from omninode_bridge.services.live_view import LiveTool
 
 __all__ = ["router", "target_group"]
@@ -39,9 +39,14 @@ def _name(text: str) -> str:
     return _LABEL.sub("_", text)
 
 
-def target_group(tool: LiveTool) -> dict[str, Any] | None:
-    """The target group of one tool, or ``None`` when it declares no metrics endpoint."""
-    registration = tool.registration
+def target_group(
+    tool: LiveTool, registration: ModelToolRegistration | None = None
+) -> dict[str, Any] | None:
+    """The target group of one tool, or ``None`` when it declares no metrics endpoint.
+
+    ``registration``: the tool's, when the caller has decoded it already."""
+    if registration is None:
+        registration = tool.registration
     endpoint = registration.endpoints.get(METRICS_ENDPOINT)
     if endpoint is None:
         return None
@@ -84,17 +89,32 @@ async def prometheus_targets(
 ) -> Response:
     """Every tool with a metrics endpoint, as Prometheus ``http_sd_configs`` target groups."""
     view = await live_view(state)
-    groups = []
-    for tool in sorted(view.tools(), key=lambda t: t.registration.tool_id):
-        registration = tool.registration
-        if node_type is not None and registration.node_type is not node_type:
-            continue
-        operations = registration.capabilities.get("operations")
-        if operation is not None and not (isinstance(operations, list) and operation in operations):
-            continue
-        if healthy and tool.health != "healthy":
-            continue
-        group = target_group(tool)
-        if group is not None:
-            groups.append(group)
-    return Response(orjson.dumps(groups), media_type="application/json")
+
+    def render() -> bytes:
+        groups = []
+        # The digest says which tools declare a metrics endpoint: only those are decoded.
+        candidates = [
+            t
+            for t in view.tools(
+                lambda d: (
+                    METRICS_ENDPOINT in d.endpoints
+                    and (node_type is None or d.node_type is node_type)
+                )
+            )
+            if not healthy or t.health == "healthy"
+        ]
+        for tool in sorted(candidates, key=lambda t: t.tool_id):
+            registration = tool.registration
+            operations = registration.capabilities.get("operations")
+            if operation is not None and not (
+                isinstance(operations, list) and operation in operations
+            ):
+                continue
+            group = target_group(tool, registration)
+            if group is not None:
+                groups.append(group)
+        return orjson.dumps(groups)
+
+    # Computed once per change of the view, however many Prometheus servers ask.
+    body = view.memo(("sd-prometheus", node_type, operation, healthy), render)
+    return Response(body, media_type="application/json")

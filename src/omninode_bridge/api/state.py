@@ -15,6 +15,7 @@ from omninode_bridge.services import (
     ToolRegistrationRepository,
 )
 from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.heartbeat_coalescer import HeartbeatCoalescer
 from omninode_bridge.services.live_view import LiveView
 from omninode_bridge.services.tokens import TokenService
 from omninode_bridge.settings import Settings
@@ -35,6 +36,9 @@ class AppState:
     discovery: ToolDiscoveryService
     live_view: LiveView  # registrations and health for the Consul API and Prometheus SD
     background: list[Any] = field(default_factory=list)
+    # POST /v1/tools/{id}/heartbeat's (secret, tool_id) requests, written in batches;
+    # None when TOOLREG_HEARTBEAT_BATCH_WINDOW_MS is 0 (one statement per request).
+    heartbeats: HeartbeatCoalescer[tuple[str, str], bool] | None = None
     # Set when the server begins shutting down: endless responses (SSE) end then,
     # so that draining in-flight requests does not wait for them.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import signal
@@ -13,12 +12,11 @@ import typer
 from omninode_bridge.cli.claims import allow, status
 from omninode_bridge.cli.common import console, run_async, settings_from
 from omninode_bridge.errors import ConfigurationError, MigrationError
-from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.services.postgres_client import describe_dsn
-from omninode_bridge.settings import Settings
 
-if TYPE_CHECKING:  # the sources (gRPC, httpx) and alembic load only when a command runs
+if TYPE_CHECKING:  # the sources (gRPC, httpx), asyncpg and alembic load when a command runs
     from omninode_bridge.autodiscovery import DiscoveryBridge, DiscoverySource
+    from omninode_bridge.services import PostgresClient
+    from omninode_bridge.settings import Settings
 
 __all__ = ["app"]
 
@@ -33,6 +31,7 @@ app.command("allow")(allow)
 
 async def _check_schema(client: PostgresClient, settings: Settings) -> None:
     from omninode_bridge.migrations import runner
+    from omninode_bridge.services.postgres_client import describe_dsn
 
     current = await runner.current_revision(client.dsn, settings.connect_timeout)
     head = runner.head_revision()
@@ -54,9 +53,12 @@ async def _say_when_synced(bridge: DiscoveryBridge) -> None:
 async def _run(
     settings: Settings, source: DiscoverySource, mark_stale: bool, metrics_port: int | None
 ) -> None:
+    import asyncio
+
     from prometheus_client import start_http_server
 
     from omninode_bridge.autodiscovery import BridgeMetrics, DiscoveryBridge, RemovalMode
+    from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 
     mode = RemovalMode.MARK_STALE if mark_stale else RemovalMode.DELETE
     metrics = BridgeMetrics()
@@ -103,12 +105,14 @@ def etcd(
     endpoints: str | None = typer.Option(
         None,
         "--endpoints",
+        metavar="URLS",
         help="Comma-separated etcd client URLs, http://host:port [TOOLREG_ETCD_ENDPOINTS].",
     ),
     prefix: str | None = typer.Option(
         None,
         "--prefix",
-        help="Key prefix: a key <prefix><tool_id> announces a tool "
+        metavar="PREFIX",
+        help="Key prefix: the key PREFIX + TOOL_ID announces a tool "
         "[TOOLREG_ETCD_PREFIX, default /omninode/tools/].",
     ),
     mark_stale: bool = typer.Option(
@@ -116,11 +120,20 @@ def etcd(
         "--mark-stale",
         help="When a key goes, mark its tool stale (heartbeat at the epoch), do not remove it.",
     ),
-    timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds for each etcd call."),
-    metrics_port: int | None = typer.Option(
-        None, "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on 127.0.0.1."
+    timeout: float = typer.Option(
+        5.0, "--timeout", metavar="SECONDS", min=0.1, help="Seconds for each etcd call."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        metavar="PORT",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on 127.0.0.1.",
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
+    ),
 ) -> None:
     """Follow etcd until interrupted: keys under the prefix become registrations.
 
@@ -153,10 +166,10 @@ def _follow(
 ) -> None:
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigurationError("--log-level: must be one of debug, info, warning, error")
+    from omninode_bridge.logs import configure
+
     # The level applies to this package's loggers; libraries stay at warnings.
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure("warning", settings.log_format)
     logging.getLogger("omninode_bridge").setLevel(log_level.upper())
     run_async(_run(settings, source, mark_stale, metrics_port))
 
@@ -165,16 +178,24 @@ def _follow(
 def consul(
     ctx: typer.Context,
     address: str | None = typer.Option(
-        None, "--address", help="Consul's HTTP API, http://host:8500 [TOOLREG_CONSUL_ADDRESS]."
+        None,
+        "--address",
+        metavar="URL",
+        help="Consul's HTTP API, http://host:8500 [TOOLREG_CONSUL_ADDRESS].",
     ),
     service: list[str] = typer.Option(
         [],
         "--service",
+        metavar="NAME",
+        show_default=False,
         help="Follow only this service (repeat for more) [TOOLREG_CONSUL_SERVICES, "
         "comma-separated; default every service].",
     ),
     token: str | None = typer.Option(
-        None, "--token", help="ACL token, sent as X-Consul-Token [TOOLREG_CONSUL_TOKEN]."
+        None,
+        "--token",
+        metavar="TOKEN",
+        help="ACL token, sent as X-Consul-Token [TOOLREG_CONSUL_TOKEN].",
     ),
     mark_stale: bool = typer.Option(
         False,
@@ -182,9 +203,16 @@ def consul(
         help="When an instance goes, mark its tool stale (heartbeat at the epoch), keep it.",
     ),
     metrics_port: int | None = typer.Option(
-        None, "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on 127.0.0.1."
+        None,
+        "--metrics-port",
+        metavar="PORT",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on 127.0.0.1.",
     ),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_level: str = typer.Option(
+        "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
+    ),
 ) -> None:
     """Follow Consul's catalog until interrupted: service instances become registrations.
 

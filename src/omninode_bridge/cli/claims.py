@@ -6,9 +6,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 
-from omninode_bridge.cli.common import console, database, print_json, run_async, settings_from
+from omninode_bridge.cli.common import (
+    console,
+    database,
+    escape,
+    print_json,
+    run_async,
+    settings_from,
+)
 from omninode_bridge.errors import ToolNotFoundError
 
 if TYPE_CHECKING:  # the autodiscovery package (gRPC, httpx) loads only when a command runs
@@ -79,9 +85,14 @@ def status(
 
 def allow(
     ctx: typer.Context,
-    tool_id: str = typer.Argument(..., help="The released tool_id a source may now claim."),
+    tool_id: str = typer.Argument(
+        ..., metavar="TOOL_ID", help="The released tool_id a source may now claim."
+    ),
     source: str | None = typer.Option(
-        None, "--source", help="Only this source (e.g. etcd:/omninode/tools/); default: any."
+        None,
+        "--source",
+        metavar="SOURCE",
+        help="Only this source (e.g. etcd:/omninode/tools/); default: any.",
     ),
 ) -> None:
     """Consent to a source claiming a tool_id that another owner released.

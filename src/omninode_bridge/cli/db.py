@@ -6,13 +6,15 @@ import os
 import shutil
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import typer
 
 from omninode_bridge.cli.common import console, run_async, settings_from
-from omninode_bridge.embedded import default_data_dir, embedded_status, stop_embedded
 from omninode_bridge.errors import ConfigurationError
-from omninode_bridge.services.postgres_client import describe_dsn, resolve_dsn
+
+if TYPE_CHECKING:
+    from omninode_bridge.settings import Settings
 
 
 def _runner() -> ModuleType:
@@ -20,6 +22,13 @@ def _runner() -> ModuleType:
     from omninode_bridge.migrations import runner
 
     return runner
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The database's URL, the embedded server started if needed (asyncpg loads here)."""
+    from omninode_bridge.services.postgres_client import resolve_dsn
+
+    return await resolve_dsn(settings)
 
 
 app = typer.Typer(
@@ -39,7 +48,7 @@ def _describe(current: str | None, head: str) -> str:
 @app.command()
 def upgrade(
     ctx: typer.Context,
-    revision: str = typer.Argument("head", help="Target revision."),
+    revision: str = typer.Argument("head", metavar="REVISION", help="Target revision."),
 ) -> None:
     """Apply migrations up to REVISION (default: head). Safe to run concurrently."""
     settings = settings_from(ctx)
@@ -58,7 +67,7 @@ def upgrade(
 def downgrade(
     ctx: typer.Context,
     revision: str = typer.Argument(
-        "-1", help="Target revision: -1 (one step), base (all), or an id."
+        "-1", metavar="REVISION", help="Target revision: -1 (one step), base (all), or an id."
     ),
 ) -> None:
     """Revert migrations to REVISION (default: one step back)."""
@@ -126,7 +135,9 @@ def _psql_binary() -> str:
 @app.command()
 def psql(
     ctx: typer.Context,
-    args: list[str] = typer.Argument(None, help="Extra arguments passed to psql, after --."),
+    args: list[str] = typer.Argument(
+        None, metavar="PSQL_ARGS", help="Extra arguments passed to psql, after --."
+    ),
 ) -> None:
     """Open psql on the database (extra arguments after --, e.g. -- -c '\\di')."""
     settings = settings_from(ctx)
@@ -138,6 +149,9 @@ def psql(
 @app.command()
 def status(ctx: typer.Context) -> None:
     """Say which database is in use, whether it is running, and its revision."""
+    from omninode_bridge.embedded import default_data_dir, embedded_status
+    from omninode_bridge.services.postgres_client import describe_dsn
+
     settings = settings_from(ctx)
     if not settings.uses_embedded:
         dsn = settings.external_dsn()
@@ -158,6 +172,8 @@ def status(ctx: typer.Context) -> None:
 @app.command()
 def stop(ctx: typer.Context) -> None:
     """Stop the embedded PostgreSQL (it otherwise keeps running for the next command)."""
+    from omninode_bridge.embedded import default_data_dir, stop_embedded
+
     settings = settings_from(ctx)
     if not settings.uses_embedded:
         raise ConfigurationError(

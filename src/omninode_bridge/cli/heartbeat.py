@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import typer
@@ -26,9 +25,12 @@ def parse_duration(text: str) -> float:
 
 def heartbeat(
     ctx: typer.Context,
-    tool_ids: list[str] = typer.Argument(..., help="Tool ids to heartbeat."),
+    tool_ids: list[str] = typer.Argument(..., metavar="TOOL_IDS", help="Tool ids to heartbeat."),
     every: str | None = typer.Option(
-        None, "--every", help="Repeat at this interval (10s, 1m...) until interrupted."
+        None,
+        "--every",
+        metavar="DURATION",
+        help="Repeat at this interval (10s, 500ms, 1m, 2h) until interrupted; default: once.",
     ),
 ) -> None:
     """Record a heartbeat for TOOL_IDS now, or every --every until Ctrl-C.
@@ -40,6 +42,8 @@ def heartbeat(
     interval = parse_duration(every) if every else None
 
     async def once_or_forever() -> list[str]:
+        import asyncio
+
         async with database(settings) as repository:
             while True:
                 try:

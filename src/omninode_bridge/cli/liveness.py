@@ -11,15 +11,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from omninode_bridge.cli.common import console, database, print_json, run_async, settings_from
+from omninode_bridge.cli.common import (
+    console,
+    database,
+    escape,
+    new_table,
+    print_json,
+    run_async,
+    settings_from,
+)
 from omninode_bridge.errors import ToolNotFoundError
-from omninode_bridge.models import ChangeEvent
 
-if TYPE_CHECKING:  # imported lazily: httpx and prometheus_client only when a pass runs
+if TYPE_CHECKING:  # imported lazily: httpx, prometheus_client and pydantic only when a pass runs
     from omninode_bridge.liveness import CheckReport, CheckResult, ReapReport, ToolHealth
+    from omninode_bridge.models import ChangeEvent
 
 __all__ = ["HELD_BACK_EXIT", "check", "history", "reap"]
 
@@ -156,7 +162,7 @@ def check(
         )
         return
     if report.results:
-        table = Table("tool_id", "status", "check", "latency", "run", "detail")
+        table = new_table("tool_id", "status", "check", "latency", "run", "detail")
         for result in report.results:
             table.add_row(*_check_row(result))
         console.print(table)
@@ -185,8 +191,12 @@ def _detail(event: ChangeEvent) -> str:
 
 def history(
     ctx: typer.Context,
-    tool_id: str = typer.Argument(..., help="The tool's id (also after it was removed)."),
-    limit: int = typer.Option(1000, "--limit", min=1, max=10_000, help="At most this many."),
+    tool_id: str = typer.Argument(
+        ..., metavar="TOOL_ID", help="The tool's id (also after it was removed)."
+    ),
+    limit: int = typer.Option(
+        1000, "--limit", metavar="N", min=1, max=10_000, help="At most this many events."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """When TOOL_ID was registered, updated, healthy, stale, critical, passing and removed.
@@ -221,7 +231,7 @@ def history(
             }
         )
         return
-    table = Table("when (UTC)", "event", "detail")
+    table = new_table("when (UTC)", "event", "detail")
     for event in events:
         when = event.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         label = _EVENT_LABEL.get(event.kind.value, event.kind.value)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from omninode_bridge.cli.common import console, database, print_json, run_async, settings_from
+from omninode_bridge.cli.common import (
+    ScopeName,
+    console,
+    database,
+    new_table,
+    print_json,
+    run_async,
+    settings_from,
+)
 from omninode_bridge.errors import ValidationFailedError
-from omninode_bridge.services.tokens import CreatedToken, Scope, TokenInfo, TokenService
+
+if TYPE_CHECKING:  # asyncpg and the services load inside the commands (a fast --help)
+    from omninode_bridge.services.tokens import CreatedToken, TokenInfo
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
@@ -20,10 +29,17 @@ def create(
     name: str | None = typer.Option(
         None,
         "--name",
-        help="A unique name, e.g. the tool or team using it (default: a generated token-XXXXXXXX).",
+        metavar="NAME",
+        show_default="a generated token-XXXXXXXX",
+        help="A unique name, e.g. the tool or team using it.",
     ),
-    scope: Scope | None = typer.Option(
-        None, "--scope", help="read, write or admin [default: write; with --rotate: unchanged]."
+    scope: ScopeName | None = typer.Option(
+        None,
+        "--scope",
+        metavar="SCOPE",
+        case_sensitive=False,
+        show_default="write; with --rotate: unchanged",
+        help="read, write or admin.",
     ),
     rotate: bool = typer.Option(
         False,
@@ -37,6 +53,10 @@ def create(
     In a script, fail loudly if it is not created:
     set -o pipefail; TOKEN=$(toolreg token create --name my-team | tail -n 1)
     """
+    import secrets
+
+    from omninode_bridge.services.tokens import Scope, TokenService
+
     settings = settings_from(ctx)
     chosen = name or f"token-{secrets.token_hex(4)}"
     if rotate and name is None:
@@ -47,10 +67,10 @@ def create(
             service = TokenService(repository.client)
             if rotate:
                 try:
-                    return await service.rotate(chosen, scope)
+                    return await service.rotate(chosen, Scope(scope) if scope else None)
                 except ValidationFailedError:
                     pass  # nothing to rotate: create it
-            return await service.create(chosen, scope or Scope.WRITE), None
+            return await service.create(chosen, Scope(scope or "write")), None
 
     created, moved = run_async(go())
     verb = "rotated" if moved is not None else "created"
@@ -68,6 +88,8 @@ def list_tokens(
 ) -> None:
     """List active tokens (never their secrets). "Last used" is recorded at most once a
     minute per token, so it may lag by up to 60 s."""
+    from omninode_bridge.services.tokens import TokenService
+
     settings = settings_from(ctx)
 
     async def go() -> list[TokenInfo]:
@@ -88,7 +110,7 @@ def list_tokens(
             ]
         )
         return
-    table = Table("name", "scope", "created", "last used (recorded at most once a minute)")
+    table = new_table("name", "scope", "created", "last used (recorded at most once a minute)")
     for t in tokens:
         last = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "never"
         table.add_row(t.name, t.scope.value, t.created_at.strftime("%Y-%m-%d %H:%M:%S"), last)
@@ -96,8 +118,12 @@ def list_tokens(
 
 
 @app.command()
-def revoke(ctx: typer.Context, name: str = typer.Argument(..., help="The token's name.")) -> None:
+def revoke(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="The token's name.")
+) -> None:
     """Revoke a token: requests with it get 401 from then on."""
+    from omninode_bridge.services.tokens import TokenService
+
     settings = settings_from(ctx)
 
     async def go() -> bool:

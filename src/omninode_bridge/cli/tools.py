@@ -3,22 +3,52 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
 import typer
-import yaml
-from pydantic import ValidationError
-from rich.table import Table
 
-from omninode_bridge.cli.common import console, database, print_json, run_async, settings_from
-from omninode_bridge.errors import ToolNotFoundError, ValidationFailedError
-from omninode_bridge.models import ModelToolRegistration, ModelToolRegistrationCreate, NodeType
+from omninode_bridge.cli.common import (
+    NodeTypeName,
+    console,
+    database,
+    escape,
+    new_table,
+    print_json,
+    run_async,
+    settings_from,
+)
+from omninode_bridge.errors import (
+    ToolAlreadyRegisteredError,
+    ToolNotFoundError,
+    ValidationFailedError,
+)
+
+if TYPE_CHECKING:  # pydantic, the models and rich load inside the commands (a fast --help)
+    from rich.table import Table
+
+    from omninode_bridge.models import ModelToolRegistration, ModelToolRegistrationCreate
 
 app = typer.Typer(help="Register, list, show, search and delete tools.", no_args_is_help=True)
 
+_NODE_TYPES = "effect, compute, reducer or orchestrator"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a path: ``capabilities.operations[2]``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "registration"
+
 
 def _load(path: Path) -> list[ModelToolRegistrationCreate]:
+    """The tools in ``path``; a ValidationFailedError names each bad field by its path,
+    its tool's tool_id and, in a list, its position (``[1]``)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from omninode_bridge.models import ModelToolRegistrationCreate
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -33,13 +63,18 @@ def _load(path: Path) -> list[ModelToolRegistrationCreate]:
     tools: list[ModelToolRegistrationCreate] = []
     problems: list[tuple[str, str]] = []
     for index, item in enumerate(items):
-        prefix = f"[{index}]." if isinstance(data, list) else ""
+        where = []
+        tool_id = item.get("tool_id") if isinstance(item, dict) else None
+        if isinstance(tool_id, str) and tool_id:
+            where.append(f"tool_id {tool_id!r}")
+        if isinstance(data, list):
+            where.append(f"[{index}] in {path.name}")
+        of = f" of {', '.join(where)}" if where else ""
         try:
             tools.append(ModelToolRegistrationCreate.model_validate(item))
         except ValidationError as exc:
             for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "tool"
-                problems.append((prefix + loc, err["msg"]))
+                problems.append((_location(tuple(err["loc"])) + of, err["msg"]))
     if problems:
         raise ValidationFailedError(problems)
     return tools
@@ -61,29 +96,72 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+def _metadata_summary(metadata: dict[str, Any]) -> str:
+    """Scalars as key=value, nested values by their size (in full with --json)."""
+    parts = []
+    for key, value in metadata.items():
+        if isinstance(value, list):
+            shown = f"(list of {len(value)})"
+        elif isinstance(value, dict):
+            shown = f"(object of {len(value)})"
+        else:
+            shown = str(value)
+        parts.append(f"{key}={shown}")
+    return ", ".join(parts) or "-"
+
+
 def _table(
-    tools: list[ModelToolRegistration], ttl: float, critical: set[str] | None = None
+    tools: list[ModelToolRegistration],
+    ttl: float,
+    critical: set[str] | None = None,
+    *,
+    wide: bool = False,
 ) -> Table:
-    table = Table("tool_id", "node_type", "operations", "health", "last seen")
+    """Ids, URLs and every other cell wrap (a long word folds) rather than being cut, so
+    a narrow terminal shows each value whole, over several lines. The id keeps to one
+    line while the other columns leave it room."""
+    headers = ["tool_id", "node_type", "operations"]
+    if wide:
+        headers += ["endpoints", "health_endpoint", "metadata"]
+    headers += ["health", "last seen"]
+    rows: list[list[str]] = []
     for tool in tools:
         operations = tool.capabilities.get("operations", [])
         ops = ", ".join(map(str, operations)) if isinstance(operations, list) else str(operations)
         if not tool.is_healthy(ttl):
-            health = "[red]stale[/]"
+            health = "stale"
         elif critical and tool.tool_id in critical:
-            health = "[red]critical[/]"  # heartbeating, but failing its health checks
+            health = "critical"  # heartbeating, but failing its health checks
         else:
-            health = "[green]healthy[/]"
-        table.add_row(
-            tool.tool_id, tool.node_type.value, ops, health, _age(tool.heartbeat_age_seconds)
+            health = "healthy"
+        row = [tool.tool_id, tool.node_type.value, ops]
+        if wide:
+            endpoints = "\n".join(f"{op}: {url}" for op, url in tool.endpoints.items())
+            row += [endpoints or "-", tool.health_endpoint or "-", _metadata_summary(tool.metadata)]
+        rows.append([*row, health, _age(tool.heartbeat_age_seconds)])
+    natural = [
+        max([len(header)] + [len(line) for row in rows for line in row[i].splitlines()])
+        for i, header in enumerate(headers)
+    ]
+    room = console.width - (3 * len(headers) + 1) - sum(natural[1:])  # borders and padding
+    table = new_table()
+    for header in headers:
+        first = header == "tool_id" and room >= 8
+        table.add_column(
+            header, overflow="fold", min_width=min(natural[0], room) if first else None
         )
+    for row in rows:
+        colour = "green" if row[-2] == "healthy" else "red"
+        table.add_row(*map(escape, row[:-2]), f"[{colour}]{row[-2]}[/]", row[-1])
     return table
 
 
 @app.command()
 def register(
     ctx: typer.Context,
-    file: Path = typer.Option(..., "-f", "--file", help="YAML or JSON: one tool or a list."),
+    file: Path = typer.Option(
+        ..., "-f", "--file", metavar="FILE", help="YAML or JSON: one tool or a list."
+    ),
     upsert: bool = typer.Option(
         False, "--upsert", help="Replace tools that exist instead of failing."
     ),
@@ -98,7 +176,15 @@ def register(
                 return [await repository.upsert_registration(t) for t in tools]
             return [(r, True) for r in await repository.create_registrations(tools)]
 
-    for registration, created in run_async(go()):
+    try:
+        done = run_async(go())
+    except ToolAlreadyRegisteredError as exc:
+        exc.add_note(
+            f"nothing was registered; to replace existing tools: "
+            f"toolreg tools register --upsert -f {file}"
+        )
+        raise
+    for registration, created in done:
         verb = "registered" if created else "replaced"
         console.print(f"{verb} {registration.tool_id} (id {registration.id})")
 
@@ -106,10 +192,18 @@ def register(
 @app.command("list")
 def list_tools(
     ctx: typer.Context,
-    node_type: NodeType | None = typer.Option(None, "--node-type", help="Only this node type."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    node_type: NodeTypeName | None = typer.Option(
+        None, "--node-type", metavar="TYPE", case_sensitive=False, help=f"Only {_NODE_TYPES}."
+    ),
+    wide: bool = typer.Option(
+        False, "--wide", "-w", help="Also endpoints, health endpoint and a metadata summary."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (every field)."),
 ) -> None:
-    """List registered tools with their health and last-seen age."""
+    """List registered tools with their health and last-seen age.
+
+    Nothing is cut: on a narrow terminal long ids and URLs wrap onto more lines.
+    """
     settings = settings_from(ctx)
 
     async def go() -> tuple[list[ModelToolRegistration], set[str]]:
@@ -128,13 +222,13 @@ def list_tools(
     elif not tools:
         console.print("no tools registered")
     else:
-        console.print(_table(tools, settings.ttl_seconds, critical))
+        console.print(_table(tools, settings.ttl_seconds, critical, wide=wide))
 
 
 @app.command()
 def show(
     ctx: typer.Context,
-    tool_id: str = typer.Argument(..., help="The tool's id."),
+    tool_id: str = typer.Argument(..., metavar="TOOL_ID", help="The tool's id."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show one tool's full registration."""
@@ -151,11 +245,14 @@ def show(
         print_json(_as_dict(tool))
         return
     console.print(_table([tool], settings.ttl_seconds))
-    console.print(orjson.dumps(tool.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
+    print_json(tool.model_dump(mode="json"))
 
 
 @app.command()
-def delete(ctx: typer.Context, tool_id: str = typer.Argument(..., help="The tool's id.")) -> None:
+def delete(
+    ctx: typer.Context,
+    tool_id: str = typer.Argument(..., metavar="TOOL_ID", help="The tool's id."),
+) -> None:
     """Deregister a tool."""
     settings = settings_from(ctx)
 
@@ -169,10 +266,14 @@ def delete(ctx: typer.Context, tool_id: str = typer.Argument(..., help="The tool
 
 
 def _jsonpath_string(text: str) -> str:
+    import orjson
+
     return orjson.dumps(text).decode()  # a JSON string is a valid SQL/JSON path string literal
 
 
 def _capability_predicate(spec: str) -> str:
+    import orjson
+
     key, sep, raw = spec.partition("=")
     if not sep or not key:
         raise ValidationFailedError([("capability", f"{spec!r} must look like KEY=VALUE")])
@@ -193,14 +294,28 @@ def _capability_predicate(spec: str) -> str:
 def search(
     ctx: typer.Context,
     capability: list[str] = typer.Option(
-        [], "--capability", "-c", help="KEY=VALUE; lists match when they contain VALUE. Repeatable."
+        [],
+        "--capability",
+        "-c",
+        metavar="KEY=VALUE",
+        show_default=False,
+        help="Lists match when they contain VALUE. Repeatable (all must match).",
     ),
     where: str | None = typer.Option(
-        None, "--where", help="SQL/JSON path, e.g. '$.max_file_size > 1000'."
+        None, "--where", metavar="JSONPATH", help="SQL/JSON path, e.g. '$.max_file_size > 1000'."
     ),
-    node_type: NodeType | None = typer.Option(None, "--node-type"),
-    healthy_within: float | None = typer.Option(None, "--healthy-within", help="Seconds."),
-    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+    node_type: NodeTypeName | None = typer.Option(
+        None, "--node-type", metavar="TYPE", case_sensitive=False, help=f"Only {_NODE_TYPES}."
+    ),
+    healthy_within: float | None = typer.Option(
+        None,
+        "--healthy-within",
+        metavar="SECONDS",
+        help="Only tools whose last heartbeat is at most this old.",
+    ),
+    limit: int = typer.Option(
+        100, "--limit", metavar="N", min=1, max=1000, help="At most this many tools."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Find tools by capability, node type, freshness and SQL/JSON path."""

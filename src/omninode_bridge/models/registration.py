@@ -7,7 +7,6 @@ its real ``id`` and timezone-aware UTC timestamps.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -132,6 +131,7 @@ class ModelToolRegistration(BaseModel):
         capabilities = row["capabilities"]
         endpoints = row["endpoints"]
         metadata = row["metadata"]
+        beat, registered, updated = row["last_heartbeat"], row["registered_at"], row["updated_at"]
         object.__setattr__(
             model,
             "__dict__",
@@ -143,20 +143,18 @@ class ModelToolRegistration(BaseModel):
                 "endpoints": endpoints if endpoints is not None else {},
                 "metadata": metadata if metadata is not None else {},
                 "health_endpoint": row["health_endpoint"],
-                "last_heartbeat": _utc(row["last_heartbeat"]),
-                "registered_at": _utc(row["registered_at"]),
-                "updated_at": _utc(row["updated_at"]),
+                "last_heartbeat": to_utc(beat) if beat is not None else None,
+                "registered_at": to_utc(registered) if registered is not None else None,
+                "updated_at": to_utc(updated) if updated is not None else None,
             },
         )
-        object.__setattr__(model, "__pydantic_fields_set__", set(_FIELDS))
+        # One set shared by every model built here: it already holds every field,
+        # so pydantic's only change to it (adding an assigned field) changes nothing.
+        object.__setattr__(model, "__pydantic_fields_set__", _ALL_FIELDS_SET)
         object.__setattr__(model, "__pydantic_extra__", None)
         object.__setattr__(model, "__pydantic_private__", None)
         return model
 
 
 _NODE_TYPES = {kind.value: kind for kind in NodeType}
-_FIELDS = frozenset(ModelToolRegistration.model_fields)
-
-
-def _utc(value: datetime | None) -> Any:
-    return to_utc(value) if value is not None else None
+_ALL_FIELDS_SET = set(ModelToolRegistration.model_fields)

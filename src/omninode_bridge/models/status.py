@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from omninode_bridge.models.registration import ModelToolRegistration
-from omninode_bridge.models.timestamps import UtcTimestamp, to_utc
+from omninode_bridge.models.timestamps import UtcTimestamp
 
 __all__ = ["ModelToolRegistrationWithHealth", "ToolHealthSummary"]
 
@@ -29,24 +29,10 @@ class ToolHealthSummary(BaseModel):
 
 
 class ModelToolRegistrationWithHealth(ModelToolRegistration):
-    """A stored registration and its health now."""
+    """A stored registration and its health now.
+
+    PostgreSQL decides the health and writes this JSON itself
+    (``get_registration_with_health`` in tool_registrations.sql).
+    """
 
     health: ToolHealthSummary
-
-    @classmethod
-    def from_health_row(cls, row: Any) -> ModelToolRegistrationWithHealth:
-        """From a registration row joined with ``fresh``, ``check_status``, ``check_changed_at``
-        and ``last_checked_at`` (see ``get_registration_with_health``)."""
-        fresh = bool(row["fresh"])
-        check = row["check_status"] or "unknown"
-        status = "critical" if check == "critical" else ("healthy" if fresh else "stale")
-        changed, checked = row["check_changed_at"], row["last_checked_at"]
-        summary = ToolHealthSummary(
-            status=status,
-            heartbeat_fresh=fresh,
-            check_status=check,
-            check_since=to_utc(changed) if changed is not None and checked is not None else None,
-            last_checked_at=to_utc(checked) if checked is not None else None,
-        )
-        base = ModelToolRegistration.from_row(row)
-        return cls.model_construct(**base.__dict__, health=summary)

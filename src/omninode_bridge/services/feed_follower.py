@@ -153,7 +153,8 @@ class FeedFollower:
         signals = _Signals()
         tuning = self.tuning
         retry = tuning.held_back_retry
-        async with self.feed.client.acquire() as conn:
+        # LISTEN and the connection's name are session state: reset on the way back.
+        async with self.feed.client.acquire(reset=True) as conn:
             conn.add_termination_listener(signals.terminated)
             try:
                 await conn.fetchval(Q["mark_follower"])

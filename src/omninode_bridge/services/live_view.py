@@ -4,9 +4,17 @@ The Consul-compatible API and Prometheus service discovery answer from this
 view, and their blocking queries wait on it, so that a thousand waiting
 clients hold no database connection and one change wakes them all at once.
 
-- **Load**: the feed's head cursor, then every registration page by page and
-  every row of ``tool_health``; then the hub's subscription from that cursor
-  replays whatever changed during the load (events are idempotent here).
+- **Load**: the feed's head cursor, then every registration with its
+  ``tool_health`` row, page by page; then the hub's subscription from that
+  cursor replays whatever changed during the load (events are idempotent here).
+- **Compact**: a million tools must fit beside the discovery index, so a tool
+  is its registration as ~150 bytes (:class:`RegistrationCodec`, its
+  dictionary trained on the first page loaded), decoded on demand
+  (:attr:`LiveTool.registration`, a few microseconds), and a shared
+  :class:`Digest` of what whole-view answers group and filter by. Faces decode
+  only the tools they answer for (the members of one key, the tools whose
+  digest names a metrics or MCP endpoint); whole-view answers are rendered
+  once per change with :meth:`LiveView.memo`.
 - **Changes**: ``created``/``updated``/``deleted`` replace or drop a tool;
   ``stale``/``healthy`` (the liveness leader's heartbeat sweep) and
   ``critical``/``passing`` (active checks) set its health. Health therefore
@@ -28,17 +36,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import replace
+from typing import Any
 
-from omninode_bridge.errors import OmniNodeBridgeError
+from omninode_bridge.errors import OmniNodeBridgeError, QueryTimeoutError, RegistryUnavailableError
 from omninode_bridge.models import ChangeEvent, ChangeKind, ModelToolRegistration
 from omninode_bridge.services.cursors import FeedPosition
 from omninode_bridge.services.feed_hub import FeedHub
+from omninode_bridge.services.id_set import IdSet
+from omninode_bridge.services.live_store import ToolStore
+from omninode_bridge.services.live_tool import DEFAULT_CODEC, Digest, LiveTool, digest_of
+from omninode_bridge.services.registration_codec import RegistrationCodec, Row
 from omninode_bridge.services.sql import load_queries
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 
-__all__ = ["LiveTool", "LiveView"]
+__all__ = ["Digest", "LiveTool", "LiveView"]  # the first two: of live_tool
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +59,16 @@ Q = load_queries("live_view.sql")
 LOAD_PAGE = 1000
 RETRY_SECONDS = 0.5
 MEMO_ENTRIES = 1024
+PAGE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True, slots=True)
-class LiveTool:
-    """A registration and its health as the feed last said.
-
-    ``heartbeat_ok``: within the TTL at the last sweep; ``check_status``:
-    ``passing``/``critical`` once active checks have decided, else ``None``.
-    """
-
-    registration: ModelToolRegistration
-    heartbeat_ok: bool = True
-    check_status: str | None = None
-    check_output: str = ""
-    version: int = 1  # txid of the tool's last event
-    created_version: int = 1
-
-    @property
-    def health(self) -> str:
-        """``critical`` (failing checks), ``stale`` (heartbeat past the TTL) or ``healthy``."""
-        if self.check_status == "critical":
-            return "critical"
-        return "healthy" if self.heartbeat_ok else "stale"
+def _health(row: Row) -> dict[str, Any]:
+    """A loaded row's health fields of :class:`LiveTool` (no ``tool_health`` row: healthy)."""
+    return {
+        "heartbeat_ok": row["heartbeat_status"] != "stale",
+        "check_status": row["check_status"] if row["checked"] else None,
+        "check_output": row["last_error"] or "",
+    }
 
 
 class LiveView:
@@ -83,9 +83,10 @@ class LiveView:
         self.repository = repository
         self.hub = hub
         self.keys = keys
-        self._tools: dict[str, LiveTool] = {}
+        self.codec: RegistrationCodec | None = None  # trained on the first load; then fixed
+        self._tools = ToolStore(DEFAULT_CODEC, 1)
         self._key_versions: dict[str, int] = {}
-        self._members: dict[str, set[str]] = {}  # key -> tool ids that belong to it
+        self._members: dict[str, IdSet] = {}  # key -> tool ids that belong to it
         self._floor = 1  # the load's head: no version is below it
         self._last = 1  # txid of the last event applied
         self._changed = asyncio.Event()
@@ -143,41 +144,64 @@ class LiveView:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _load(self) -> str:
-        repository = self.repository
-        cursor = await repository.feed.head_cursor()
-        tools: dict[str, LiveTool] = {}
-        page_cursor: str | None = None
+        """Every registration with its health, page by page; the feed cursor to follow from.
+
+        Pages are encoded in a worker thread (deflate runs without the GIL), so the
+        event loop keeps serving while a large registry loads.
+        """
+        cursor = await self.repository.feed.head_cursor()
+        floor = max(self._floor, self._last, FeedPosition.parse(cursor).txid, 1)
+        tools: ToolStore | None = None
+        members: dict[str, list[str]] = {}
+        after = ""
         while True:
-            page = await repository.find_tools(limit=LOAD_PAGE, cursor=page_cursor, bounded=False)
-            for registration in page.items:
-                tools[registration.tool_id] = LiveTool(registration)
-            if page.next_cursor is None:
+            rows = await self._page(after)
+            if self.codec is None:  # one codec for the view's life: stored bytes stay readable
+                self.codec = RegistrationCodec.trained(rows)
+            codec = self.codec
+            if tools is None:
+                tools = ToolStore(codec, floor)
+            if not rows:
                 break
-            page_cursor = page.next_cursor
-        for row in await repository.client.fetch(Q["all_health"]):
-            tool = tools.get(row["tool_id"])
-            if tool is not None:
-                tools[row["tool_id"]] = replace(
-                    tool,
-                    heartbeat_ok=row["heartbeat_status"] != "stale",
-                    check_status=row["check_status"] if row["checked"] else None,
-                    check_output=row["last_error"] or "",
+            encoded = await asyncio.to_thread(codec.encode_rows, rows)
+            for row, data in zip(rows, encoded, strict=True):
+                registration = ModelToolRegistration.from_row(row)
+                tool_id = registration.tool_id
+                tools.put(
+                    LiveTool(
+                        tool_id,
+                        digest_of(registration),
+                        data,
+                        codec,
+                        **_health(row),
+                        version=floor,
+                        created_version=floor,
+                    )
                 )
-        floor = max(1, FeedPosition.parse(cursor).txid)
-        self._floor = self._last = max(self._floor, self._last, floor)
-        self._tools = {
-            tool_id: replace(t, version=self._floor, created_version=self._floor)
-            for tool_id, t in tools.items()
-        }
+                for key in set(self.keys(registration)):
+                    members.setdefault(key, []).append(tool_id)
+            after = rows[-1]["tool_id"]
+        self._floor = self._last = floor
+        self._tools = tools
         self._key_versions.clear()
-        self._members = {}
-        for tool_id, tool in self._tools.items():
-            for key in self.keys(tool.registration):
-                self._members.setdefault(key, set()).add(tool_id)
+        self._members = {key: IdSet.of_distinct(ids) for key, ids in members.items()}
         self.current = True
         self._ready.set()
         self._signal()
         return cursor
+
+    async def _page(self, after: str) -> list[Any]:
+        """One page of the load; a failed read is retried (``PAGE_ATTEMPTS`` in all) so that
+        a busy database costs a million-tool load a page, not a restart from the first."""
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            try:
+                return await self.repository.client.fetch(Q["load_page"], after, LOAD_PAGE)
+            except (RegistryUnavailableError, QueryTimeoutError) as exc:
+                if attempt == PAGE_ATTEMPTS:
+                    raise
+                logger.warning("live view load: reading a page failed (%s); retrying", exc)
+                await asyncio.sleep(RETRY_SECONDS * attempt)
+        raise AssertionError("unreachable")
 
     # -- changes ------------------------------------------------------------------
 
@@ -187,13 +211,22 @@ class LiveView:
         tool = self._tools.get(tool_id)
         kind = event.kind
         after: LiveTool | None = tool
+        registration: ModelToolRegistration | None = None  # after the event, when decoded
         if kind is ChangeKind.DELETED:
             after = None
         elif kind in (ChangeKind.CREATED, ChangeKind.UPDATED) and event.registration is not None:
+            registration = event.registration
+            codec = self._tools.codec
             if tool is None:
-                after = LiveTool(event.registration, version=txid, created_version=txid)
+                after = LiveTool.of(registration, codec, version=txid, created_version=txid)
             else:
-                after = replace(tool, registration=event.registration, heartbeat_ok=True)
+                after = replace(
+                    tool,
+                    digest=digest_of(registration),
+                    data=codec.encode(registration),
+                    codec=codec,
+                    heartbeat_ok=True,
+                )
         elif tool is not None and kind in (ChangeKind.STALE, ChangeKind.HEALTHY):
             after = replace(tool, heartbeat_ok=kind is ChangeKind.HEALTHY)
         elif tool is not None and kind in (ChangeKind.CRITICAL, ChangeKind.PASSING):
@@ -201,19 +234,20 @@ class LiveView:
         before = set(self.keys(tool.registration)) if tool is not None else set()
         now: set[str] = set()
         if after is None:
-            self._tools.pop(tool_id, None)
+            self._tools.pop(tool_id)
         else:
             after = replace(after, version=txid)
-            self._tools[tool_id] = after
-            now = set(self.keys(after.registration))
+            self._tools.put(after)
+            # A health change leaves the registration, and so its keys, as they were.
+            now = before if registration is None else set(self.keys(registration))
         for key in before - now:
             members = self._members.get(key)
             if members is not None:
                 members.discard(tool_id)
                 if not members:
                     del self._members[key]
-        for key in now:
-            self._members.setdefault(key, set()).add(tool_id)
+        for key in now - before:
+            self._members.setdefault(key, IdSet()).add(tool_id)
         for key in before | now:
             self._key_versions[key] = txid
         self._last = max(self._last, txid)
@@ -226,17 +260,22 @@ class LiveView:
 
     # -- reading ------------------------------------------------------------------
 
-    def tools(self) -> Iterable[LiveTool]:
-        """Every tool, in no particular order."""
-        return self._tools.values()
+    def tools(self, digest: Callable[[Digest], bool] | None = None) -> Iterator[LiveTool]:
+        """Every tool, in no particular order; with ``digest``, only the tools whose digest
+        it accepts (the others cost nearly nothing)."""
+        return iter(self._tools) if digest is None else self._tools.select(digest)
 
     def get(self, tool_id: str) -> LiveTool | None:
         return self._tools.get(tool_id)
 
     def members(self, key: str) -> list[LiveTool]:
         """The tools that belong to ``key`` now."""
-        tools = self._tools
-        return [tools[t] for t in self._members.get(key, ()) if t in tools]
+        found = (self._tools.get(t) for t in self._members.get(key, ()))
+        return [t for t in found if t is not None]
+
+    def names(self) -> list[str]:
+        """The keys that some tool belongs to now, sorted."""
+        return sorted(self._members)
 
     def version(self, key: str | None = None) -> int:
         """The version of answers built from ``key``'s tools (``None``: the whole view)."""

@@ -58,7 +58,9 @@ class PoolMetrics:
 def describe_dsn(dsn: str) -> str:
     """``host:port/database`` (or the socket path) for messages: never the password.
 
-    A multi-host URL names every host: ``h1:5432,h2:5433/database``.
+    A multi-host URL names every host: ``h1:5432,h2:5433/database``. A host that
+    is a directory (``?host=/run/pg``, as the embedded server's) is a Unix-domain
+    socket there: ``/run/pg/.s.PGSQL.5432 (database name)``.
     """
     parts = urlsplit(dsn)
     try:
@@ -66,10 +68,14 @@ def describe_dsn(dsn: str) -> str:
     except ValueError:
         hosts = [("(malformed host list)", None)]
     named = ",".join(
-        f"[{host}]:{port or 5432}" if ":" in host else f"{host}:{port or 5432}"
+        f"{host.rstrip('/')}/.s.PGSQL.{port or 5432}"
+        if host.startswith("/")
+        else (f"[{host}]:{port or 5432}" if ":" in host else f"{host}:{port or 5432}")
         for host, port in hosts
     )
     database = parts.path.lstrip("/") or parts.username or "postgres"
+    if any(host.startswith("/") for host, _ in hosts):
+        return f"{named} (database {database})"
     return f"{named}/{database}"
 
 
@@ -84,6 +90,18 @@ async def resolve_dsn(settings: Settings) -> str:
 
 def _encode_json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing beyond asyncpg's own rollback of an open transaction.
+
+    asyncpg's default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`` on every release: a second round trip per query.
+    Pooled connections here keep no session state (settings are
+    transaction-local, cursors live in transactions, advisory locks are taken
+    on dedicated connections); a block that does leave some asks for the full
+    reset with ``acquire(reset=True)``.
+    """
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -159,6 +177,7 @@ class PostgresClient:
                     command_timeout=s.command_timeout,
                     statement_cache_size=s.statement_cache_size,
                     init=_init_connection,
+                    reset=_keep_session,
                     server_settings={"application_name": "omninode-bridge"},
                 )
             except OmniNodeBridgeError:
@@ -192,8 +211,12 @@ class PostgresClient:
         await self.close()
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[PooledConnection]:
+    async def acquire(self, *, reset: bool = False) -> AsyncIterator[PooledConnection]:
         """A pooled connection; driver errors inside the block come out translated.
+
+        ``reset=True`` when the block leaves session state behind (``LISTEN``,
+        a session-level setting): the connection gets asyncpg's full reset
+        before it goes back to the pool. Other blocks must not leave any.
 
         Waiting for a connection is bounded by ``TOOLREG_POOL_ACQUIRE_TIMEOUT_SECONDS``:
         RegistryOverloadedError when every connection stayed busy that long,
@@ -208,7 +231,14 @@ class PostgresClient:
             try:
                 yield conn
             finally:
-                await pool.release(conn, timeout=self.settings.connect_timeout)
+                try:
+                    if reset and not conn.is_closed():
+                        await conn.reset(timeout=self.settings.connect_timeout)
+                except BaseException:
+                    conn.terminate()  # its session state is unknown: never reuse it
+                    raise
+                finally:
+                    await pool.release(conn, timeout=self.settings.connect_timeout)
 
     async def _acquire(self, pool: asyncpg.Pool) -> PooledConnection:
         limit = self.settings.pool_acquire_timeout

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -97,10 +99,26 @@ def _info(row: asyncpg.Record) -> TokenInfo:
 
 
 class TokenService:
-    """Create, list, revoke and check API tokens."""
+    """Create, list, revoke and check API tokens.
 
-    def __init__(self, postgres_client: PostgresClient) -> None:
+    ``cache_seconds`` > 0 keeps each token that :meth:`authenticate` accepted
+    for that long (by its hash, never the secret), so that a busy client costs
+    one statement a period rather than one a request. Revoking or rotating
+    through this service empties the cache at once; a token revoked by another
+    process (another replica, the CLI) is refused within ``cache_seconds``.
+    Refused tokens are never cached. At most ``cache_entries`` are kept.
+    """
+
+    def __init__(
+        self,
+        postgres_client: PostgresClient,
+        cache_seconds: float = 0.0,
+        cache_entries: int = 10_000,
+    ) -> None:
         self.client = postgres_client
+        self.cache_seconds = cache_seconds
+        self.cache_entries = cache_entries
+        self._accepted: dict[bytes, tuple[Principal, float]] = {}  # hash -> (who, until)
 
     async def create(self, name: str, scope: Scope | str) -> CreatedToken:
         """A new token named ``name``; ValidationFailedError if the name is taken or malformed."""
@@ -140,6 +158,7 @@ class TokenService:
         row = await self.client.fetchrow(
             Q["rotate_token"], name, level.value if level else None, hash_secret(secret)
         )
+        self._accepted.clear()  # the old secret: refused from now on
         if row is None:
             raise ValidationFailedError([("name", f"no active token named {name!r} to rotate")])
         return CreatedToken(info=_info(row), secret=secret), int(row["tools_moved"])
@@ -151,17 +170,31 @@ class TokenService:
         except ValueError:
             raise ValidationFailedError([("scope", "must be read, write or admin")]) from None
 
+    def forget(self, secret: str) -> None:
+        """Check ``secret`` in the database again the next time it is used."""
+        self._accepted.pop(hash_secret(secret), None)
+
     async def list(self) -> list[TokenInfo]:
         """Active tokens, by name."""
         return [_info(row) for row in await self.client.fetch(Q["list_tokens"])]
 
     async def revoke(self, name: str) -> bool:
         """Revoke the active token ``name``; ``False`` when there is none."""
-        return await self.client.fetchrow(Q["revoke_token"], name) is not None
+        revoked = await self.client.fetchrow(Q["revoke_token"], name) is not None
+        self._accepted.clear()
+        return revoked
 
     async def is_active(self, token_id: UUID) -> bool:
-        """True while the token exists and is not revoked (long-lived streams re-check this)."""
-        return bool(await self.client.fetchval(Q["token_active"], token_id))
+        """True while the token exists and is not revoked (long-lived streams re-check this).
+
+        A token found revoked is dropped from the cache of accepted tokens too.
+        """
+        active = bool(await self.client.fetchval(Q["token_active"], token_id))
+        if not active:
+            for digest, (principal, _) in list(self._accepted.items()):
+                if principal.token_id == token_id:
+                    del self._accepted[digest]
+        return active
 
     async def heartbeat(self, secret: str, tool_id: str) -> bool:
         """Heartbeat ``tool_id`` in one statement if ``secret`` is a valid token that may.
@@ -173,6 +206,29 @@ class TokenService:
         n = await self.client.fetchval(Q["heartbeat_with_token"], hash_secret(secret), tool_id)
         return bool(n)
 
+    async def heartbeats(self, requests: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        """:meth:`heartbeat` for many ``(secret, tool_id)`` requests in one statement.
+
+        Each request is judged alone (its own token, its own tool: one that may
+        not write leaves the others written); the answer for request i is
+        ``result[i]``, ``False`` saying nothing about why, as for
+        :meth:`heartbeat`. Duplicates each get their answer.
+        """
+        hashes: list[bytes] = []
+        tool_ids: list[str] = []
+        positions: list[int] = []
+        for i, (secret, tool_id) in enumerate(requests):
+            if secret.startswith(SECRET_PREFIX) and len(secret) <= 200:
+                hashes.append(hash_secret(secret))
+                tool_ids.append(tool_id)
+                positions.append(i)
+        written = [False] * len(requests)
+        if positions:
+            done = await self.client.fetchval(Q["heartbeat_with_tokens"], hashes, tool_ids)
+            for pos in done:
+                written[positions[pos - 1]] = True
+        return written
+
     async def authenticate(self, secret: str | None) -> Principal:
         """The principal behind ``secret``.
 
@@ -183,7 +239,15 @@ class TokenService:
         if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
             raise AuthenticationError("the bearer token is not valid")
         digest = hash_secret(secret)
+        cached = self._accepted.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         row = await self.client.fetchrow(Q["authenticate"], digest)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise AuthenticationError("the bearer token is not valid")
-        return Principal(token_id=row["id"], name=row["name"], scope=Scope(row["scope"]))
+        principal = Principal(token_id=row["id"], name=row["name"], scope=Scope(row["scope"]))
+        if self.cache_seconds > 0:
+            if len(self._accepted) >= self.cache_entries:
+                self._accepted.clear()
+            self._accepted[digest] = (principal, time.monotonic() + self.cache_seconds)
+        return principal

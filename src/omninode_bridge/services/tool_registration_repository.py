@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 from pydantic import ValidationError
 
 from omninode_bridge.errors import (
@@ -48,6 +50,19 @@ from omninode_bridge.services.sql import load_queries
 __all__ = ["ToolRegistrationRepository"]
 
 Q = load_queries("tool_registrations.sql")
+
+
+def _assembled(query: str) -> str:
+    """``query`` with the parts it names put in (``{registration_json}``, ``{find_tools}``)."""
+    for part in ("registration_json", "find_tools"):
+        query = query.replace("{" + part + "}", Q[part])
+    return query
+
+
+# The read path's JSON statements (see tool_registrations.sql).
+for _json_statement in ("find_tools_json", "get_registration_with_health"):
+    Q[_json_statement] = _assembled(Q[_json_statement])
+
 # Bounds of a heartbeat_time, judged on the database clock in the statement
 # (tool_registrations.sql spells them out too).
 MAX_FUTURE_HEARTBEAT = timedelta(minutes=1)
@@ -65,7 +80,57 @@ def could_be_registered(tool_id: object) -> bool:
 
 
 def _rows(rows: Iterable[asyncpg.Record]) -> list[ModelToolRegistration]:
-    return [ModelToolRegistration.from_row(row) for row in rows]
+    """A model per row, built with the cyclic garbage collector paused.
+
+    Every object built here stays reachable (the list holds it), so a
+    collection in between could free nothing; yet tens of thousands of new
+    objects would trigger several, full ones among them, each walking the
+    whole heap: a third of the time of a large read. Nothing awaits in
+    between, so no other task runs while the collector waits.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [ModelToolRegistration.from_row(row) for row in rows]
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _json_body(text: str | None) -> bytes | None:
+    """The JSON text a statement built, as the bytes of a response body (``None``: no row)."""
+    return text.encode() if text is not None else None
+
+
+def _page_body(items: str, next_cursor: str | None) -> bytes:
+    """A ModelToolRegistrationPage's JSON around ``items``, a JSON array PostgreSQL built."""
+    return b'{"items":%s,"next_cursor":%s}' % (items.encode(), orjson.dumps(next_cursor))
+
+
+def _tool_query(
+    capabilities: dict[str, Any] | None,
+    node_type: str | NodeType | None,
+    max_age_seconds: float | None,
+    where: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[ToolQuery, str | None]:
+    """The validated filters of a search, and the tool_id its cursor points after."""
+    try:
+        query = ToolQuery(
+            capabilities=capabilities,
+            node_type=node_type,
+            max_age_seconds=max_age_seconds,
+            where=where,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValidationError as exc:
+        raise _pydantic_errors(exc) from None
+    after = decode_page_cursor(query.cursor) if query.cursor else None
+    if after is not None and not could_be_registered(after):
+        raise ValidationFailedError([("cursor", "is not a cursor returned by this registry")])
+    return query, after
 
 
 def _node_type(value: str | NodeType | None, field: str = "node_type") -> str | None:
@@ -175,12 +240,21 @@ class ToolRegistrationRepository:
 
         Heartbeat freshness is judged on the database clock against ``ttl_seconds``.
         """
+        body = await self.get_registration_with_health_json(tool_id, ttl_seconds)
+        return ModelToolRegistrationWithHealth.model_validate_json(body) if body else None
+
+    async def get_registration_with_health_json(
+        self, tool_id: str, ttl_seconds: float
+    ) -> bytes | None:
+        """:meth:`get_registration_with_health` as the JSON the API answers, built by
+        PostgreSQL; ``None`` if absent."""
         if not could_be_registered(tool_id):
             return None
-        row = await self.client.fetchrow(
-            Q["get_registration_with_health"], tool_id, float(ttl_seconds)
+        return _json_body(
+            await self.client.fetchval(
+                Q["get_registration_with_health"], tool_id, float(ttl_seconds)
+            )
         )
-        return ModelToolRegistrationWithHealth.from_health_row(row) if row is not None else None
 
     async def update_registration(
         self,
@@ -504,20 +578,40 @@ class ToolRegistrationRepository:
         query is fixed and cheap (the discovery index's page-by-page load),
         which must not queue behind clients' searches.
         """
-        try:
-            query = ToolQuery(
-                capabilities=capabilities,
-                node_type=node_type,
-                max_age_seconds=max_age_seconds,
-                where=where,
-                limit=limit,
-                cursor=cursor,
-            )
-        except ValidationError as exc:
-            raise _pydantic_errors(exc) from None
-        after = decode_page_cursor(query.cursor) if query.cursor else None
-        if after is not None and not could_be_registered(after):
-            raise ValidationFailedError([("cursor", "is not a cursor returned by this registry")])
+        query, after = _tool_query(capabilities, node_type, max_age_seconds, where, limit, cursor)
+        rows = await self._search(Q["find_tools"], query, after, bounded=bounded)
+        items = _rows(rows[: query.limit])
+        next_cursor = encode_page_cursor(items[-1].tool_id) if len(rows) > query.limit else None
+        return ModelToolRegistrationPage(items=items, next_cursor=next_cursor)
+
+    async def find_tools_json(
+        self,
+        *,
+        capabilities: dict[str, Any] | None = None,
+        node_type: str | NodeType | None = None,
+        max_age_seconds: float | None = None,
+        where: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> bytes:
+        """:meth:`find_tools`' page, bounded the same way, as the JSON the API answers.
+
+        PostgreSQL builds the items' JSON (see ``find_tools_json`` in
+        tool_registrations.sql): no row becomes a Python object on the way.
+        """
+        query, after = _tool_query(capabilities, node_type, max_age_seconds, where, limit, cursor)
+        [row] = await self._search(Q["find_tools_json"], query, after, bounded=True)
+        last = row["last"]
+        return _page_body(row["items"], encode_page_cursor(last) if last is not None else None)
+
+    async def _search(
+        self, statement: str, query: ToolQuery, after: str | None, *, bounded: bool
+    ) -> list[asyncpg.Record]:
+        """Run ``statement`` (``find_tools`` or a statement around it) for ``query``.
+
+        Its parameters are find_tools': the filters, ``after`` and the page
+        size plus one. Bounded as :meth:`find_tools` says.
+        """
         limit_seconds = self.client.settings.query_timeout_seconds
         slot = self._client_query_slot() if bounded else contextlib.nullcontext()
         async with slot, self.client.transaction() as conn:
@@ -528,8 +622,8 @@ class ToolRegistrationRepository:
             if query.where is not None:
                 await self._check_jsonpath(conn, query.where)
             try:
-                rows = await conn.fetch(
-                    Q["find_tools"],
+                return await conn.fetch(
+                    statement,
                     query.capabilities,
                     query.node_type.value if query.node_type else None,
                     query.max_age_seconds,
@@ -541,9 +635,6 @@ class ToolRegistrationRepository:
                 if "statement timeout" not in str(exc):
                     raise
                 raise QueryTimeoutError(limit_seconds, "the search") from exc
-        items = _rows(rows[: query.limit])
-        next_cursor = encode_page_cursor(items[-1].tool_id) if len(rows) > query.limit else None
-        return ModelToolRegistrationPage(items=items, next_cursor=next_cursor)
 
     @asynccontextmanager
     async def _client_query_slot(self) -> AsyncIterator[None]:

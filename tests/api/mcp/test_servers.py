@@ -28,7 +28,7 @@ def live(
     **metadata: Any,
 ) -> LiveTool:
     at = T0 + timedelta(minutes=minutes)
-    return LiveTool(
+    return LiveTool.of(
         ModelToolRegistration(
             id=uuid.uuid4(),
             tool_id=tool_id,

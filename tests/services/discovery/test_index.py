@@ -14,6 +14,8 @@ from omninode_bridge.services.discovery.balancer import PowerOfTwoBalancer
 from omninode_bridge.services.discovery.clock import DbClock
 from omninode_bridge.services.discovery.ejection import EjectionPolicy
 from omninode_bridge.services.discovery.index import ToolIndex
+from omninode_bridge.services.discovery.registrations import RegistrationCache
+from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 
 TTL = 10.0
 T0 = 1_700_000_000.0  # database epoch seconds at the start of every test
@@ -111,15 +113,22 @@ def test_an_exact_heartbeat_may_move_backwards(index: ToolIndex, clock: DbClock)
     assert index.pick("stamp") is None
 
 
-def test_registration_carries_the_newest_heartbeat(index: ToolIndex) -> None:
+async def test_registration_carries_the_newest_heartbeat(
+    index: ToolIndex, repository: ToolRegistrationRepository
+) -> None:
+    cache = RegistrationCache(repository, TTL)
+    cache.update(reg("a", beat=T0 - 5))
     index.upsert(reg("a", beat=T0 - 5))
     index.heartbeat("a", T0 - 1)
     tool = index.pick("stamp")
     assert tool is not None
-    registration = index.registration_of(tool)
+    registration = await cache.get(tool)
+    assert registration is not None
     assert registration.last_heartbeat is not None
     assert registration.last_heartbeat.timestamp() == pytest.approx(T0 - 1)
-    assert index.registration_of(tool) is registration  # copied once per heartbeat
+    assert await cache.get(tool) is registration  # copied once per heartbeat
+    assert (cache.hits, cache.misses) == (2, 0)
+    assert await cache.get(tool._replace(tool_id="not-registered")) is None  # one query
 
 
 def test_upsert_replaces_and_keeps_the_newer_heartbeat(index: ToolIndex, clock: DbClock) -> None:

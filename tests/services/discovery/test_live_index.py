@@ -165,3 +165,23 @@ async def test_a_new_service_loads_many_tools_in_pages(
     async with ToolDiscoveryService(repository, discovery_settings(), tuning=FAST) as service:
         assert len(service.index) == 2500
         assert len(await service.routable_tools("stamp")) == 2500
+
+
+async def test_the_full_heartbeat_sweep_reads_every_tool_in_pages(
+    repository: ToolRegistrationRepository,
+) -> None:
+    """A sweep of pages of 7 reads all 30 tools, and takes each heartbeat as the table holds it."""
+    await repository.create_registrations(
+        [tool_create(f"sweep-{i:02d}", "http://127.0.0.1:9") for i in range(30)]
+    )
+    tuning = DiscoveryTuning(load_page=4, sweep_page=7, full_sweep_interval=3600.0)
+    async with ToolDiscoveryService(repository, discovery_settings(), tuning=tuning) as service:
+        assert len(service.index) == 30
+        await repository.client.execute(
+            "UPDATE tool_registrations SET last_heartbeat = now() - interval '1 day'"
+            " WHERE tool_id IN ('sweep-00', 'sweep-13', 'sweep-29')"
+        )
+        assert await service._sync.refresh_heartbeats(full=True) == 30
+        stale = {f"sweep-{i:02d}" for i in (0, 13, 29)}
+        routable = {r.tool_id for r in await service.routable_tools("stamp")}
+        assert routable == {f"sweep-{i:02d}" for i in range(30)} - stale

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from omninode_bridge.models import ModelToolRegistration
-from omninode_bridge.services.live_view import LiveTool
+from omninode_bridge.services.live_view import Digest, LiveTool
 
 __all__ = [
     "NODE_TYPE_PREFIX",
@@ -26,6 +26,8 @@ __all__ = [
     "health_entry",
     "instances_of",
     "service_names",
+    "tags",
+    "tags_of",
 ]
 
 NODE_TYPE_PREFIX = "node-type:"
@@ -42,15 +44,16 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    """A tool as an instance of one service."""
+    """A tool as an instance of one service, with its registration decoded once."""
 
     service: str
     tool: LiveTool
+    registration: ModelToolRegistration
     endpoint: str
 
     @property
     def tool_id(self) -> str:
-        return self.tool.registration.tool_id
+        return self.tool.tool_id
 
 
 def _operations(registration: ModelToolRegistration) -> list[str]:
@@ -75,30 +78,31 @@ def service_names(registration: ModelToolRegistration) -> list[str]:
 
 
 def instances_of(tools: list[LiveTool], service: str | None = None) -> list[Instance]:
-    """Every instance of ``service`` (``None``: of every service), by tool_id."""
+    """Every instance of ``service`` (``None``: of every service), by tool_id.
+
+    Decodes each tool's registration once (the view keeps them compact)."""
     found = [
-        Instance(name, tool, endpoint)
-        for tool in tools
-        for name, endpoint in _services(tool.registration)
+        Instance(name, tool, registration, endpoint)
+        for tool, registration in ((t, t.registration) for t in tools)
+        for name, endpoint in _services(registration)
         if service is None or name == service
     ]
     found.sort(key=lambda i: (i.service, i.tool_id))
     return found
 
 
-def tags(registration: ModelToolRegistration) -> list[str]:
+def tags_of(digest: Digest) -> list[str]:
     """``[node_type]`` plus ``metadata.tags`` when that is a list of strings."""
-    extra = registration.metadata.get("tags")
-    listed = (
-        [t for t in extra if isinstance(t, str)]
-        if isinstance(extra, list) and all(isinstance(t, str) for t in extra)
-        else []
-    )
-    return list(dict.fromkeys([registration.node_type.value, *listed]))
+    return list(dict.fromkeys([digest.node_type.value, *digest.tags]))
+
+
+def tags(registration: ModelToolRegistration) -> list[str]:
+    """:func:`tags_of` a registration."""
+    return tags_of(Digest.of(registration))
 
 
 def _meta(instance: Instance) -> dict[str, str]:
-    registration = instance.tool.registration
+    registration = instance.registration
     url = urlsplit(instance.endpoint)
     meta: dict[str, str] = {}
     for key, value in registration.metadata.items():
@@ -123,12 +127,12 @@ def _address(endpoint: str) -> tuple[str, int]:
 def checks(instance: Instance, node: Node) -> list[dict[str, Any]]:
     """The TTL check of the heartbeat and, once active checks decided, the HTTP check."""
     tool = instance.tool
-    registration = tool.registration
+    registration = instance.registration
     common = {
         "Node": node.name,
         "ServiceID": registration.tool_id,
         "ServiceName": instance.service,
-        "ServiceTags": tags(registration),
+        "ServiceTags": tags_of(instance.tool.digest),
         "Notes": "",
     }
     found = [
@@ -172,13 +176,13 @@ def _node(instance: Instance, node: Node) -> dict[str, Any]:
 def health_entry(instance: Instance, node: Node) -> dict[str, Any]:
     """One element of ``/v1/health/service/{name}``."""
     host, port = _address(instance.endpoint)
-    registration = instance.tool.registration
+    registration = instance.registration
     return {
         "Node": _node(instance, node),
         "Service": {
             "ID": registration.tool_id,
             "Service": instance.service,
-            "Tags": tags(registration),
+            "Tags": tags_of(instance.tool.digest),
             "Address": host,
             "TaggedAddresses": {},
             "Meta": _meta(instance),
@@ -193,7 +197,7 @@ def health_entry(instance: Instance, node: Node) -> dict[str, Any]:
 def catalog_entry(instance: Instance, node: Node) -> dict[str, Any]:
     """One element of ``/v1/catalog/service/{name}``."""
     host, port = _address(instance.endpoint)
-    registration = instance.tool.registration
+    registration = instance.registration
     return {
         "ID": "",
         "Node": node.name,
@@ -205,7 +209,7 @@ def catalog_entry(instance: Instance, node: Node) -> dict[str, Any]:
         "ServiceName": instance.service,
         "ServiceAddress": host,
         "ServicePort": port,
-        "ServiceTags": tags(registration),
+        "ServiceTags": tags_of(instance.tool.digest),
         "ServiceMeta": _meta(instance),
         "ServiceTaggedAddresses": {},
         "ServiceWeights": {"Passing": 1, "Warning": 1},

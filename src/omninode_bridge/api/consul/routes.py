@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from omninode_bridge.api.auth import bearer_scheme
+from omninode_bridge.api.auth import PRINCIPAL_KEY, bearer_scheme
 from omninode_bridge.api.consul.blocking import block, parse_wait
 from omninode_bridge.api.consul.filter import compile_filter
 from omninode_bridge.api.consul.mapping import (
@@ -28,11 +28,11 @@ from omninode_bridge.api.consul.mapping import (
     catalog_entry,
     health_entry,
     instances_of,
-    tags,
+    tags_of,
 )
 from omninode_bridge.api.routes.common import State
 from omninode_bridge.errors import RegistryUnavailableError
-from omninode_bridge.services.live_view import LiveView
+from omninode_bridge.services.live_view import Digest, LiveTool, LiveView
 
 __all__ = ["live_view", "router"]
 
@@ -66,7 +66,7 @@ async def _consul_reader(
     if not state.settings.reads_require_token:
         return
     secret = x_consul_token or token or (credentials.credentials if credentials else None)
-    await state.tokens.authenticate(secret)
+    request.scope[PRINCIPAL_KEY] = await state.tokens.authenticate(secret)
 
 
 Reader = Annotated[None, Depends(_consul_reader)]
@@ -106,7 +106,24 @@ async def live_view(state: State) -> LiveView:
 def _selected(instances: list[Instance], wanted_tags: list[str] | None) -> list[Instance]:
     if not wanted_tags:
         return instances
-    return [i for i in instances if set(wanted_tags) <= set(tags(i.tool.registration))]
+    return [i for i in instances if set(wanted_tags) <= set(tags_of(i.tool.digest))]
+
+
+def _union_of_tags(tools: list[LiveTool]) -> list[str]:
+    """Every tag of ``tools`` in the order of their first appearance by tool_id.
+
+    Tools with one digest have the same tags, so only each digest's first tool
+    (the least tool_id) adds any: no sort of the tools is needed.
+    """
+    first: dict[Digest, str] = {}
+    for tool in tools:
+        seen = first.get(tool.digest)
+        if seen is None or tool.tool_id < seen:
+            first[tool.digest] = tool.tool_id
+    known: list[str] = []
+    for digest in sorted(first, key=first.__getitem__):
+        known.extend(t for t in tags_of(digest) if t not in known)
+    return known
 
 
 async def _read(
@@ -162,12 +179,21 @@ async def catalog_services(
 ) -> Response:
     """Every service with the union of its instances' tags."""
     view, keep, node = await _read(state, None, index, wait, filter, _CATALOG_FIELDS)
-    services: dict[str, list[str]] = {}
-    for instance in instances_of(list(view.tools())):
-        if keep is None or keep(catalog_entry(instance, node)):
-            known = services.setdefault(instance.service, [])
-            known.extend(t for t in tags(instance.tool.registration) if t not in known)
-    return _answer(services, view.version())
+
+    def render() -> bytes:
+        services: dict[str, list[str]] = {}
+        if keep is None:  # from the view's index and digests: nothing to decode
+            for name in view.names():
+                services[name] = _union_of_tags(view.members(name))
+            return orjson.dumps(services)
+        for instance in instances_of(list(view.tools())):
+            if keep(catalog_entry(instance, node)):
+                known = services.setdefault(instance.service, [])
+                known.extend(t for t in tags_of(instance.tool.digest) if t not in known)
+        return orjson.dumps(services)
+
+    # Computed once per change of the view, however many clients ask.
+    return _answer(view.memo(("catalog-services", filter), render), view.version())
 
 
 @router.get("/catalog/service/{name}")

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omninode_bridge.api.auth import reader_of, until_revoked
+from omninode_bridge.api.auth import PRINCIPAL_KEY, reader_of, until_revoked
 from omninode_bridge.api.mcp.notifier import ChangeNotifier
 from omninode_bridge.api.state import AppState
 from omninode_bridge.services.tokens import Principal
@@ -37,7 +37,6 @@ __all__ = ["PRINCIPAL_KEY", "McpEndpoint", "principal_in"]
 
 logger = logging.getLogger(__name__)
 
-PRINCIPAL_KEY = "toolreg.principal"
 LISTEN_METHOD = "subscriptions/listen"
 STALLED_WRITE_SECONDS = 10.0
 FINAL_WRITE_SECONDS = 1.0  # ending a stream cut short must not hold up a shutdown

@@ -42,7 +42,7 @@ def tool_uri(tool_id: str) -> str:
 
 
 def _versions(view: LiveView) -> dict[str, int]:
-    return {t.registration.tool_id: t.version for t in view.tools()}
+    return {t.tool_id: t.version for t in view.tools()}
 
 
 def _changes(

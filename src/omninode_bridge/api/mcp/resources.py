@@ -84,7 +84,7 @@ class ToolResources:
                 view = await live_view(self.state_of())
         except ResourceError as exc:
             raise MCPError(INTERNAL_ERROR, str(exc)) from None
-        tools = {t.registration.tool_id: t for t in view.tools()}
+        tools = {t.tool_id: t for t in view.tools()}
         ids = sorted(tools)
         start = bisect_right(ids, after) if after is not None else 0
         chunk = ids[start : start + PAGE_SIZE]
@@ -93,7 +93,7 @@ class ToolResources:
                 uri=tool_uri(tool_id),
                 name=tool_id,
                 description=(
-                    f"{tools[tool_id].registration.node_type.value} tool, {tools[tool_id].health}"
+                    f"{tools[tool_id].digest.node_type.value} tool, {tools[tool_id].health}"
                 ),
                 mime_type=JSON,
             )

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from omninode_bridge.models import ModelToolRegistration
 from omninode_bridge.models.fields import ENDPOINT_MAX_LENGTH, check_url
 from omninode_bridge.services.live_view import LiveTool, LiveView
 
@@ -65,9 +66,16 @@ _RANGE = re.compile(r"[\^~<>=*|\s]|(^|\.)[xX](\.|$)")
 _HEALTH_ORDER = ("healthy", "stale", "critical")
 
 
-def server_name(tool: LiveTool, namespace: str) -> str | None:
-    """The server name of ``tool``; ``None`` when it declares no MCP endpoint or none fits."""
-    registration = tool.registration
+def server_name(
+    tool: LiveTool, namespace: str, registration: ModelToolRegistration | None = None
+) -> str | None:
+    """The server name of ``tool``; ``None`` when it declares no MCP endpoint or none fits.
+
+    ``registration``: the tool's, when the caller has decoded it already."""
+    if not tool.digest.endpoints.intersection(REMOTE_TYPES):
+        return None  # no MCP endpoint: not worth decoding
+    if registration is None:
+        registration = tool.registration
     if not any(registration.endpoints.get(key) for key in REMOTE_TYPES):
         return None
     declared = registration.metadata.get("mcp_name")
@@ -165,7 +173,8 @@ class ServerVersion:
 
     def as_json(self) -> dict[str, Any]:
         """The registry API's ``ServerResponse``: ``{server, _meta}``."""
-        metadata = self.instances[0].registration.metadata
+        registrations = [t.registration for t in self.instances]  # decoded once each
+        metadata = registrations[0].metadata
         server: dict[str, Any] = {
             "$schema": SCHEMA_URL,
             "name": self.name,
@@ -182,9 +191,9 @@ class ServerVersion:
         if repository is not None:
             server["repository"] = repository
         remotes: list[dict[str, str]] = []
-        for tool in self.instances:
+        for registration in registrations:
             for key, kind in REMOTE_TYPES.items():
-                url = tool.registration.endpoints.get(key)  # checked when it was registered
+                url = registration.endpoints.get(key)  # checked when it was registered
                 if url and {"type": kind, "url": url} not in remotes:
                     remotes.append({"type": kind, "url": url})
         server["remotes"] = remotes
@@ -197,12 +206,12 @@ class ServerVersion:
         }
         instances = [
             {
-                "toolId": t.registration.tool_id,
-                "nodeType": t.registration.node_type.value,
+                "toolId": r.tool_id,
+                "nodeType": r.node_type.value,
                 "health": t.health,
-                "lastHeartbeat": _rfc3339(t.registration.last_heartbeat),
+                "lastHeartbeat": _rfc3339(r.last_heartbeat),
             }
-            for t in self.instances
+            for t, r in zip(self.instances, registrations, strict=True)
         ]
         return {
             "server": server,
@@ -225,20 +234,22 @@ def _newer_first(a: ServerVersion, b: ServerVersion) -> int:
     return (a.version < b.version) - (a.version > b.version)
 
 
-def _versions_of(name: str, tools: list[LiveTool]) -> list[ServerVersion]:
-    by_version: dict[str, list[LiveTool]] = {}
-    for tool in tools:
-        by_version.setdefault(_version(tool.registration.metadata), []).append(tool)
+def _versions_of(
+    name: str, tools: list[tuple[LiveTool, ModelToolRegistration]]
+) -> list[ServerVersion]:
+    by_version: dict[str, list[tuple[LiveTool, ModelToolRegistration]]] = {}
+    for tool, registration in tools:
+        by_version.setdefault(_version(registration.metadata), []).append((tool, registration))
     versions = []
     for version, members in by_version.items():
-        members.sort(key=lambda t: t.registration.tool_id)
-        registered = [t.registration.registered_at for t in members]
-        changed = [t.registration.updated_at or t.registration.registered_at for t in members]
+        members.sort(key=lambda m: m[0].tool_id)
+        registered = [r.registered_at for _, r in members]
+        changed = [r.updated_at or r.registered_at for _, r in members]
         versions.append(
             ServerVersion(
                 name,
                 version,
-                tuple(members),
+                tuple(t for t, _ in members),
                 min((d for d in registered if d is not None), default=None),
                 max((d for d in changed if d is not None), default=None),
             )
@@ -249,12 +260,17 @@ def _versions_of(name: str, tools: list[LiveTool]) -> list[ServerVersion]:
 
 
 def build_catalog(tools: Iterable[LiveTool], namespace: str) -> dict[str, list[ServerVersion]]:
-    """Every MCP server by name (sorted), each with its versions newest first."""
-    by_name: dict[str, list[LiveTool]] = {}
+    """Every MCP server by name (sorted), each with its versions newest first.
+
+    Only tools whose digest names an MCP endpoint are decoded."""
+    by_name: dict[str, list[tuple[LiveTool, ModelToolRegistration]]] = {}
     for tool in tools:
-        name = server_name(tool, namespace)
+        if not tool.digest.endpoints.intersection(REMOTE_TYPES):
+            continue
+        registration = tool.registration
+        name = server_name(tool, namespace, registration)
         if name is not None:
-            by_name.setdefault(name, []).append(tool)
+            by_name.setdefault(name, []).append((tool, registration))
     return {name: _versions_of(name, by_name[name]) for name in sorted(by_name)}
 
 
@@ -270,7 +286,8 @@ class Catalog:
     def _refresh(self, view: LiveView) -> None:
         key = view.version()  # moves with every change, health included, and on reloads
         if key != self._built_for:
-            self._servers = build_catalog(view.tools(), self.namespace)
+            mcp = view.tools(lambda d: not d.endpoints.isdisjoint(REMOTE_TYPES))
+            self._servers = build_catalog(mcp, self.namespace)
             self._ordered = [v for versions in self._servers.values() for v in versions]
             self._built_for = key
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Response
 
 from omninode_bridge.api.problems import Problem
 from omninode_bridge.api.state import AppState, get_state
 
-__all__ = ["State", "problems"]
+__all__ = ["State", "json_response", "problems"]
 
 State = Annotated[AppState, Depends(get_state)]
 
@@ -25,6 +25,11 @@ _DESCRIPTIONS = {
     422: "Validation failed; `errors` names every offending field",
     503: "Database unavailable; retry after `Retry-After` seconds",
 }
+
+
+def json_response(body: bytes) -> Response:
+    """A 200 whose body is JSON built elsewhere (by PostgreSQL), passed through untouched."""
+    return Response(body, media_type="application/json")
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:

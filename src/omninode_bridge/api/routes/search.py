@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from omninode_bridge.api.auth import Reader
-from omninode_bridge.api.routes.common import State, problems
+from omninode_bridge.api.routes.common import State, json_response, problems
 from omninode_bridge.api.schemas import SearchRequest
 from omninode_bridge.models import ModelToolRegistrationPage
 
 router = APIRouter(prefix="/v1", tags=["tools"])
 
 
-@router.post("/tools/search", responses=problems(400, 401, 413, 422))
-async def search_tools(body: SearchRequest, state: State, _: Reader) -> ModelToolRegistrationPage:
+@router.post(
+    "/tools/search",
+    response_model=ModelToolRegistrationPage,  # documents the JSON PostgreSQL builds
+    responses=problems(400, 401, 413, 422),
+)
+async def search_tools(body: SearchRequest, state: State, _: Reader) -> Response:
     """A page of tools matching every filter given, ordered by tool_id."""
-    return await state.repository.find_tools(
+    page = await state.repository.find_tools_json(
         capabilities=body.capabilities,
         node_type=body.node_type,
         max_age_seconds=body.healthy_within_seconds,
@@ -23,3 +27,4 @@ async def search_tools(body: SearchRequest, state: State, _: Reader) -> ModelToo
         limit=body.limit,
         cursor=body.cursor,
     )
+    return json_response(page)

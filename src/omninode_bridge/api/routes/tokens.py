@@ -120,8 +120,9 @@ async def create_token(body: TokenCreate, _: Admin, state: State) -> CreatedToke
     "/tokens/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404, 422)
 )
 async def revoke_token(name: TokenName, _: Admin, state: State) -> Response:
-    """Revoke the active token ``name`` (admin only): it stops working at once, and
-    streams opened with it end within ``TOOLREG_STREAM_TOKEN_RECHECK_SECONDS``."""
+    """Revoke the active token ``name`` (admin only): it stops working at once on this
+    server and within ``TOOLREG_TOKEN_CACHE_SECONDS`` on other replicas; streams opened
+    with it end within ``TOOLREG_STREAM_TOKEN_RECHECK_SECONDS``."""
     if not await state.tokens.revoke(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no active token named {name!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,7 +16,8 @@ from omninode_bridge.api.auth import (
     principal_of,
     require_writer,
 )
-from omninode_bridge.api.routes.common import State, problems
+from omninode_bridge.api.routes.common import State, json_response, problems
+from omninode_bridge.api.routes.fast_heartbeat import TRIED
 from omninode_bridge.api.schemas import HeartbeatBatch, HeartbeatBatchResult
 from omninode_bridge.errors import (
     PermissionDeniedError,
@@ -58,26 +59,36 @@ async def create_tool(
     return created
 
 
-@router.get("/tools", responses=problems(401, 422))
+# The read routes answer with the JSON PostgreSQL built (the repository's *_json
+# methods): their response_model documents it and is not applied.
+
+
+@router.get("/tools", response_model=ModelToolRegistrationPage, responses=problems(401, 422))
 async def list_tools(
     state: State,
     _: Reader,
     node_type: NodeType | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
-) -> ModelToolRegistrationPage:
+) -> Response:
     """A page of tools by tool_id; follow ``next_cursor`` to walk them all exactly once."""
-    return await state.repository.find_tools(node_type=node_type, limit=limit, cursor=cursor)
+    page = await state.repository.find_tools_json(node_type=node_type, limit=limit, cursor=cursor)
+    return json_response(page)
 
 
-@router.get("/tools/{tool_id}", responses=problems(401, 404, 422))
-async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> ModelToolRegistrationWithHealth:
+@router.get(
+    "/tools/{tool_id}",
+    response_model=ModelToolRegistrationWithHealth,
+    responses=problems(401, 404, 422),
+)
+async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> Response:
     """One tool's registration, with its health now: heartbeat freshness (TTL, database
     clock) and the active checks' verdict (passing / critical since when)."""
-    found = await state.repository.get_registration_with_health(tool_id, state.settings.ttl_seconds)
+    repository, ttl = state.repository, state.settings.ttl_seconds
+    found = await repository.get_registration_with_health_json(tool_id, ttl)
     if found is None:
         raise ToolNotFoundError(tool_id)
-    return found
+    return json_response(found)
 
 
 async def _why_not(state: State, principal: Writer, tool_id: str) -> None:
@@ -213,10 +224,21 @@ async def heartbeat(
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Response:
-    """Record a heartbeat now (database clock)."""
-    if credentials is not None and await state.tokens.heartbeat(credentials.credentials, tool_id):
-        state.metrics.heartbeats.inc()
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    """Record a heartbeat now (database clock); 204 once it is committed.
+
+    Concurrent heartbeats are written together in one statement (see
+    TOOLREG_HEARTBEAT_BATCH_WINDOW_MS), each judged on its own token and tool.
+    """
+    # FastHeartbeatRoute tries the common case first; what it hands on comes here.
+    if credentials is not None and not request.scope.get("state", {}).get(TRIED):
+        secret, coalescer = credentials.credentials, state.heartbeats
+        if coalescer is not None:
+            written = await coalescer.submit((secret, tool_id))
+        else:
+            written = await state.tokens.heartbeat(secret, tool_id)
+        if written:
+            state.metrics.heartbeats.inc()
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
     # The slow path, for the right error (or a race with a concurrent change of owner).
     principal = await require_writer(await principal_of(request, state, credentials))
     repo = state.repository

@@ -138,6 +138,10 @@ def _health(view: LiveView, tool_id: str) -> Health:
     return "healthy" if live is None else _HEALTHS[live.health]
 
 
+def _operations(registration: ModelToolRegistration) -> tuple[str, ...]:
+    return declared_operations(registration.capabilities.get("operations"))
+
+
 def _text_match(query: ConsoleQuery) -> Callable[[str], bool]:
     needle = (query.tool_id_contains or "").casefold()
     return lambda tool_id: needle in tool_id.casefold()
@@ -164,18 +168,16 @@ def _by_memory(view: LiveView, query: ConsoleQuery) -> tuple[list[str], str | No
     operation = query.operation
 
     def wanted(tool: LiveTool) -> bool:
-        registration = tool.registration
         return (
-            registration.tool_id > after
-            and (kind is None or registration.node_type is kind)
+            tool.tool_id > after
+            and (kind is None or tool.digest.node_type is kind)
             and (query.health is None or tool.health == query.health)
-            and text(registration.tool_id)
-            and (operation is None or operation in declared_operations(registration))
+            and text(tool.tool_id)
+            # Last: only this needs the registration decoded.
+            and (operation is None or operation in _operations(tool.registration))
         )
 
-    ids = heapq.nsmallest(
-        query.limit + 1, (t.registration.tool_id for t in view.tools() if wanted(t))
-    )
+    ids = heapq.nsmallest(query.limit + 1, (t.tool_id for t in view.tools() if wanted(t)))
     more = len(ids) > query.limit
     ids = ids[: query.limit]
     return ids, encode_page_cursor(ids[-1]) if more else None
@@ -196,7 +198,7 @@ async def _by_search(
         return (
             (query.health is None or _health(view, registration.tool_id) == query.health)
             and text(registration.tool_id)
-            and (operation is None or operation in declared_operations(registration))
+            and (operation is None or operation in _operations(registration))
         )
 
     filtered = query.health is not None or query.tool_id_contains or operation is not None
@@ -251,7 +253,7 @@ async def console_tools(query: ConsoleQuery, state: State, _: Reader) -> Console
         ConsoleTool(
             tool_id=r.tool_id,
             node_type=r.node_type,
-            operations=list(declared_operations(r)),
+            operations=list(_operations(r)),
             health=_health(view, r.tool_id),
             last_heartbeat=r.last_heartbeat,
             owner=owners.get(r.tool_id),

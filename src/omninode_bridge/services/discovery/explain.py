@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["CRITICAL_REASON", "REASONS", "RoutingExplanation", "ToolVerdict", "db_time"]
+__all__ = [
+    "CRITICAL_REASON",
+    "REASONS",
+    "RoutingExplanation",
+    "ToolVerdict",
+    "account",
+    "db_time",
+]
 
 # The exclusion the health checks' feed events set (other exclusions are other policies').
 CRITICAL_REASON = "health check: critical"
 REASONS = ("routable", "no_endpoint", "stale", "critical", "excluded", "ejected")
+_NAMES_SHOWN = 3
 
 
 def db_time(epoch: float | None) -> datetime | None:
@@ -68,3 +76,43 @@ class RoutingExplanation:
             "summary": self.summary,
             "tools": [t.as_dict() for t in self.tools],
         }
+
+
+def account(
+    operation: str, verdicts: list[ToolVerdict], ttl_seconds: float, limit: int
+) -> RoutingExplanation:
+    """The explanation of ``verdicts`` (one per declaring tool, by tool id)."""
+    if not verdicts:
+        return RoutingExplanation(
+            operation, 0, 0, "no registered tool lists it in capabilities.operations"
+        )
+    out = [v for v in verdicts if v.reason != "routable"]
+    routable = len(verdicts) - len(out)
+    by_reason: dict[str, list[str]] = {}
+    for verdict in out:
+        name = verdict.tool_id
+        if verdict.reason == "excluded":
+            name = f"{name}: {verdict.detail}"
+        by_reason.setdefault(verdict.reason, []).append(name)
+    wording = [
+        ("stale", f"stale (no heartbeat within {ttl_seconds:g}s)"),
+        ("critical", "critical (failing health checks)"),
+        ("excluded", "excluded"),
+        ("ejected", "ejected after failing to connect"),
+        ("no_endpoint", "without an endpoint for it"),
+    ]
+    parts = [_listed(by_reason.get(reason, []), what) for reason, what in wording]
+    noun = "tool lists" if len(verdicts) == 1 else "tools list"
+    summary = f"{len(verdicts)} registered {noun} it: " + "; ".join(
+        [f"{routable} routable"] * bool(routable) + [p for p in parts if p]
+    )
+    shown = (out + [v for v in verdicts if v.reason == "routable"])[:limit]
+    return RoutingExplanation(operation, len(verdicts), routable, summary, tuple(shown))
+
+
+def _listed(names: list[str], what: str) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    more = f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else ""
+    return f"{len(names)} {what} ({shown}{more})"

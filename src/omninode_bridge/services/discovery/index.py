@@ -12,6 +12,12 @@ choosing costs O(1) however many tools are registered:
 - ejections end the same way, from a heap of deadlines;
 - exclusions and registrations change the pools when they happen.
 
+Only routing facts are kept, in columns by slot (see
+:mod:`~omninode_bridge.services.discovery.pools`): a few hundred bytes a
+tool, so a million tools fit in a few hundred MB. Per-operation pools and
+lists of declaring tools are plain lists of tool ids; each tool records its
+position in each (an ``array``), so leaving one is a swap-remove.
+
 The index does no I/O and is not thread-safe: one event loop owns it. Feeding
 it (initial load, change feed, heartbeat refresh) is the job of
 :mod:`omninode_bridge.services.discovery.sync`.
@@ -20,29 +26,32 @@ it (initial load, change feed, heartbeat refresh) is the job of
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Container, Set
-from datetime import UTC, datetime
+from array import array
+from collections.abc import Collection, Container, Mapping, Set
+from typing import Any
 
 from omninode_bridge.models import ModelToolRegistration
-from omninode_bridge.models.timestamps import to_utc
 from omninode_bridge.services.discovery.balancer import PowerOfTwoBalancer
 from omninode_bridge.services.discovery.clock import DbClock
+from omninode_bridge.services.discovery.deadlines import Deadlines
+from omninode_bridge.services.discovery.endpoints import Endpoints, TemplateTable
 from omninode_bridge.services.discovery.explain import (
     CRITICAL_REASON,
     RoutingExplanation,
     ToolVerdict,
+    account,
     db_time,
 )
-from omninode_bridge.services.discovery.pools import IndexedTool, Pool, declared_operations
+from omninode_bridge.services.discovery.pools import IndexedTool, declared_operations
 
 __all__ = ["IndexedTool", "ToolIndex"]
 
 NEVER = float("-inf")
-_NAMES_SHOWN = 3
+_NO_POSITIONS = array("i")
 
 
 class ToolIndex:
-    """Registrations by tool id, and the routable ones by operation.
+    """Routing facts by tool id, and the routable tools by operation.
 
     ``ttl_seconds`` is the heartbeat TTL. Deadlines (expiry, ejection) are in
     database time from ``clock``.
@@ -54,12 +63,22 @@ class ToolIndex:
         self.clock = clock
         self.ttl_seconds = ttl_seconds
         self.balancer = balancer if balancer is not None else PowerOfTwoBalancer()
-        self._tools: dict[str, IndexedTool] = {}
-        self._declared: dict[str, set[str]] = {}  # operation -> every tool listing it
+        self._templates = TemplateTable()
+        # Columns by slot; a removed tool's slot is reused.
+        self._slot: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._ops: list[tuple[str, ...]] = []
+        self._routed: list[tuple[str, ...]] = []
+        self._endpoints: list[Endpoints] = []
+        # Positions: in _declared[op] for each of ops, then in _pools[op] for each of routed.
+        self._pos: list[array[int]] = []
+        self._exp = array("d")
+        self._pooled = bytearray()
+        self._free: list[int] = []
+        self._declared: dict[str, list[str]] = {}  # operation -> every tool listing it
         self._endpointless: dict[str, set[str]] = {}  # ... of which those without an endpoint
-        self._pools: dict[str, Pool] = {}  # operation -> routable tools
-        self._expiry: list[tuple[float, str]] = []
-        self._expiry_key: dict[str, float] = {}  # the valid heap entry of each tool
+        self._pools: dict[str, list[str]] = {}  # operation -> routable tools
+        self._expiry = Deadlines()
         self._ejected: dict[str, float] = {}  # tool_id -> back at (database time)
         self._ejection_heap: list[tuple[float, str]] = []
         self._excluded: dict[str, str] = {}  # tool_id -> reason
@@ -68,54 +87,97 @@ class ToolIndex:
     # -- reading ---------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._tools)
+        return len(self._slot)
 
     def __contains__(self, tool_id: object) -> bool:
-        return tool_id in self._tools
+        return tool_id in self._slot
 
     def get(self, tool_id: str) -> IndexedTool | None:
         """The indexed tool, routable or not; ``None`` when it is not registered."""
-        return self._tools.get(tool_id)
+        slot = self._slot.get(tool_id)
+        return self._tool(slot) if slot is not None else None
 
     def tool_ids(self) -> set[str]:
         """Every registered tool id the index knows."""
-        return set(self._tools)
+        return set(self._slot)
 
-    def registration_of(self, tool: IndexedTool) -> ModelToolRegistration:
-        """``tool``'s registration with ``last_heartbeat`` set to the newest heartbeat seen.
-
-        The model is shared (copied only when a newer heartbeat arrived): treat
-        it as read-only.
-        """
-        if tool.expires_at > tool.model_expires_at:
-            beat = datetime.fromtimestamp(tool.expires_at - self.ttl_seconds, UTC)
-            tool.registration = tool.registration.model_copy(
-                update={"last_heartbeat": to_utc(beat)}
-            )
-            tool.model_expires_at = tool.expires_at
-        return tool.registration
+    def _tool(self, slot: int) -> IndexedTool:
+        return IndexedTool(
+            self._ids[slot],
+            self._ops[slot],
+            self._routed[slot],
+            self._exp[slot],
+            self._endpoints[slot],
+        )
 
     # -- registrations and heartbeats --------------------------------------------
 
     def upsert(self, registration: ModelToolRegistration) -> None:
         """Add or replace a registration; the newer of the two heartbeats is kept."""
         beat = registration.last_heartbeat
-        expires_at = beat.timestamp() + self.ttl_seconds if beat is not None else NEVER
-        model_expires_at = expires_at
-        old = self._tools.get(registration.tool_id)
-        if old is not None:
-            expires_at = max(expires_at, old.expires_at)
-            self._unpool(old)
-            self._undeclare(old)
-        operations = declared_operations(registration)
-        routed = tuple(op for op in operations if registration.endpoints.get(op))
-        tool = IndexedTool(registration, operations, routed, expires_at, model_expires_at)
-        self._tools[tool.tool_id] = tool
-        for op in operations:
-            self._declared.setdefault(op, set()).add(tool.tool_id)
-            if op not in routed:
-                self._endpointless.setdefault(op, set()).add(tool.tool_id)
-        self._place(tool, self.clock.now())
+        self.put(
+            registration.tool_id,
+            registration.capabilities.get("operations"),
+            registration.endpoints,
+            beat.timestamp() if beat is not None else None,
+        )
+
+    def put(
+        self,
+        tool_id: str,
+        operations: Any,
+        endpoints: Mapping[str, Any],
+        heartbeat: float | None,
+    ) -> None:
+        """:meth:`upsert` from the routing columns alone (the initial load reads only these).
+
+        ``operations`` is ``capabilities.operations`` as stored (only the
+        strings of a list count), ``endpoints`` the endpoint object, and
+        ``heartbeat`` the last heartbeat in database epoch seconds.
+        """
+        ops = declared_operations(operations)
+        routed = tuple([op for op in ops if endpoints.get(op)])
+        if len(routed) == len(ops):
+            routed = ops  # one tuple, not two
+        expires_at = heartbeat + self.ttl_seconds if heartbeat is not None else NEVER
+        slot = self._slot.get(tool_id)
+        if slot is not None:
+            expires_at = max(expires_at, self._exp[slot])
+            tool_id = self._ids[slot]
+            self._unpool(slot)
+            self._undeclare(slot)
+        else:
+            slot = self._allocate(tool_id)
+        self._ops[slot] = ops
+        self._routed[slot] = routed
+        self._endpoints[slot] = self._templates.encode(tool_id, routed, endpoints)
+        self._exp[slot] = expires_at
+        positions = self._pos[slot] = array("i", [-1]) * (len(ops) + len(routed))
+        for k, op in enumerate(ops):
+            members = self._declared.get(op)
+            if members is None:
+                members = self._declared[op] = []
+            positions[k] = len(members)
+            members.append(tool_id)
+            if routed is not ops and op not in routed:
+                self._endpointless.setdefault(op, set()).add(tool_id)
+        self._place(slot, self.clock.now())
+
+    def _allocate(self, tool_id: str) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self._ids[slot] = tool_id
+        else:
+            slot = len(self._ids)
+            self._ids.append(tool_id)
+            self._ops.append(())
+            self._routed.append(())
+            self._endpoints.append(())
+            self._pos.append(_NO_POSITIONS)
+            self._exp.append(NEVER)
+            self._pooled.append(0)
+        self._slot[tool_id] = slot
+        return slot
 
     def remove(self, tool_id: str) -> bool:
         """Forget ``tool_id`` (deleted); ``False`` when it was not indexed.
@@ -123,19 +185,25 @@ class ToolIndex:
         Its ejection goes too; an exclusion stays (it is keyed by tool id and
         belongs to whoever set it).
         """
-        tool = self._tools.pop(tool_id, None)
-        if tool is None:
+        slot = self._slot.get(tool_id)
+        if slot is None:
             return False
-        self._unpool(tool)
-        self._undeclare(tool)
-        self._expiry_key.pop(tool_id, None)
+        self._unpool(slot)
+        self._undeclare(slot)
+        del self._slot[tool_id]
+        self._expiry.cancel(slot)
+        self._ids[slot] = ""
+        self._ops[slot] = self._routed[slot] = self._endpoints[slot] = ()
+        self._pos[slot] = _NO_POSITIONS
+        self._exp[slot] = NEVER
+        self._free.append(slot)
         self._ejected.pop(tool_id, None)
         self.balancer.forget(tool_id)
         return True
 
     def retain(self, keep: Set[str]) -> list[str]:
         """Remove every tool not in ``keep`` (after a full reload); returns the removed ids."""
-        gone = [tool_id for tool_id in self._tools if tool_id not in keep]
+        gone = [tool_id for tool_id in self._slot if tool_id not in keep]
         for tool_id in gone:
             self.remove(tool_id)
         return gone
@@ -146,16 +214,15 @@ class ToolIndex:
         A heartbeat older than the one known is ignored unless ``exact``: a full
         read of the table is the truth, even when a heartbeat moved backwards.
         """
-        tool = self._tools.get(tool_id)
-        if tool is None:
+        slot = self._slot.get(tool_id)
+        if slot is None:
             return False
         expires_at = heartbeat + self.ttl_seconds
-        if expires_at == tool.expires_at or (expires_at < tool.expires_at and not exact):
+        known = self._exp[slot]
+        if expires_at == known or (expires_at < known and not exact):
             return True
-        tool.expires_at = expires_at
-        if expires_at < tool.model_expires_at:
-            tool.model_expires_at = NEVER  # the model's heartbeat is now too new
-        self._place(tool, self.clock.now())
+        self._exp[slot] = expires_at
+        self._place(slot, self.clock.now())
         return True
 
     # -- exclusion (active health checks) and ejection (passive) -------------------
@@ -170,18 +237,14 @@ class ToolIndex:
         if self._excluded.get(tool_id) != reason:
             self._excluded_since[tool_id] = self.clock.now()
         self._excluded[tool_id] = reason
-        tool = self._tools.get(tool_id)
-        if tool is not None:
-            self._place(tool, self.clock.now())
+        self._replace(tool_id)
 
     def clear_excluded(self, tool_id: str) -> bool:
         """Let ``tool_id`` be chosen again; ``False`` when it was not excluded."""
         self._excluded_since.pop(tool_id, None)
         if self._excluded.pop(tool_id, None) is None:
             return False
-        tool = self._tools.get(tool_id)
-        if tool is not None:
-            self._place(tool, self.clock.now())
+        self._replace(tool_id)
         return True
 
     def excluded(self) -> dict[str, str]:
@@ -190,20 +253,18 @@ class ToolIndex:
 
     def eject(self, tool_id: str, seconds: float) -> None:
         """Take ``tool_id`` out of rotation for ``seconds`` (it failed to connect)."""
-        if tool_id not in self._tools:
+        if tool_id not in self._slot:
             return
         until = self.clock.now() + seconds
         self._ejected[tool_id] = until
         heapq.heappush(self._ejection_heap, (until, tool_id))
-        self._place(self._tools[tool_id], self.clock.now())
+        self._replace(tool_id)
 
     def restore(self, tool_id: str) -> bool:
         """End the ejection of ``tool_id`` now (it answered); ``False`` if it was not ejected."""
         if self._ejected.pop(tool_id, None) is None:
             return False
-        tool = self._tools.get(tool_id)
-        if tool is not None:
-            self._place(tool, self.clock.now())
+        self._replace(tool_id)
         return True
 
     def ejected(self) -> dict[str, float]:
@@ -222,26 +283,29 @@ class ToolIndex:
         that), else ``None``.
         """
         now = self.clock.now()
-        if self._expiry and self._expiry[0][0] <= now:
-            self._expire(now)
-        if self._ejection_heap and self._ejection_heap[0][0] <= now:
-            self._readmit(now)
+        ejections = self._ejection_heap
+        if self._expiry.due(now) or (ejections and ejections[0][0] <= now):
+            self._catch_up(now)
         pool = self._pools.get(operation)
         if pool is not None:
-            tool_id = self.balancer.choose(pool.ids, avoid)
+            tool_id = self.balancer.choose(pool, avoid)
             if tool_id is not None:
-                return self._tools[tool_id]
+                return self._tool(self._slot[tool_id])
         return self._fallback(operation, avoid, now)
 
     def routable(self, operation: str) -> list[IndexedTool]:
         """Every tool routable for ``operation`` now, by tool id."""
-        now = self.clock.now()
-        if self._expiry and self._expiry[0][0] <= now:
-            self._expire(now)
+        self._catch_up(self.clock.now())
+        pool = self._pools.get(operation)
+        slot = self._slot
+        return [self._tool(slot[i]) for i in sorted(pool)] if pool is not None else []
+
+    def _catch_up(self, now: float) -> None:
+        if self._expiry.due(now):
+            for slot in self._expiry.pop_due(now):
+                self._place(slot, now)  # stale: out of the pools; heartbeated: rescheduled
         if self._ejection_heap and self._ejection_heap[0][0] <= now:
             self._readmit(now)
-        pool = self._pools.get(operation)
-        return [self._tools[i] for i in sorted(pool.ids)] if pool is not None else []
 
     def explain(self, operation: str) -> str:
         """Why nothing is routable for ``operation``: what each declaring tool lacks."""
@@ -249,46 +313,20 @@ class ToolIndex:
 
     def explain_routing(self, operation: str, limit: int = 5) -> RoutingExplanation:
         """Every declaring tool's verdict for ``operation`` now (the first ``limit`` listed)."""
-        ids = self._declared.get(operation)
-        if not ids:
-            return RoutingExplanation(
-                operation, 0, 0, "no registered tool lists it in capabilities.operations"
-            )
         now = self.clock.now()
-        verdicts = [self._verdict(self._tools[i], operation, now) for i in sorted(ids)]
-        out = [v for v in verdicts if v.reason != "routable"]
-        routable = len(verdicts) - len(out)
-        by_reason: dict[str, list[str]] = {}
-        for verdict in out:
-            name = verdict.tool_id
-            if verdict.reason == "excluded":
-                name = f"{name}: {verdict.detail}"
-            by_reason.setdefault(verdict.reason, []).append(name)
-        parts = [_listed(by_reason.get(reason, []), what) for reason, what in self._wording()]
-        noun = "tool lists" if len(ids) == 1 else "tools list"
-        summary = f"{len(ids)} registered {noun} it: " + "; ".join(
-            [f"{routable} routable"] * bool(routable) + [p for p in parts if p]
-        )
-        shown = (out + [v for v in verdicts if v.reason == "routable"])[:limit]
-        return RoutingExplanation(operation, len(ids), routable, summary, tuple(shown))
+        ids = sorted(self._declared.get(operation, ()))
+        verdicts = [self._verdict(i, operation, now) for i in ids]
+        return account(operation, verdicts, self.ttl_seconds, limit)
 
-    def _wording(self) -> list[tuple[str, str]]:
-        return [
-            ("stale", f"stale (no heartbeat within {self.ttl_seconds:g}s)"),
-            ("critical", "critical (failing health checks)"),
-            ("excluded", "excluded"),
-            ("ejected", "ejected after failing to connect"),
-            ("no_endpoint", "without an endpoint for it"),
-        ]
-
-    def _verdict(self, tool: IndexedTool, operation: str, now: float) -> ToolVerdict:
-        tool_id = tool.tool_id
-        if tool.expires_at <= now:
+    def _verdict(self, tool_id: str, operation: str, now: float) -> ToolVerdict:
+        slot = self._slot[tool_id]
+        expires_at = self._exp[slot]
+        if expires_at <= now:
             return ToolVerdict(
                 tool_id,
                 "stale",
                 f"no heartbeat within the {self.ttl_seconds:g}s TTL",
-                since=db_time(tool.expires_at),
+                since=db_time(expires_at) if expires_at != NEVER else None,
             )
         if tool_id in self._excluded:
             reason = self._excluded[tool_id]
@@ -305,68 +343,70 @@ class ToolIndex:
                 "ejected after failing to connect",
                 until=db_time(self._ejected[tool_id]),
             )
-        if operation not in tool.routed:
+        if operation not in self._routed[slot]:
             return ToolVerdict(tool_id, "no_endpoint", f"has no endpoint for {operation!r}")
         return ToolVerdict(tool_id, "routable", "routable now")
 
     # -- internals -------------------------------------------------------------------
 
-    def _routable_now(self, tool: IndexedTool, now: float) -> bool:
-        tool_id = tool.tool_id
-        return (
-            tool.expires_at > now and tool_id not in self._excluded and tool_id not in self._ejected
-        )
+    def _replace(self, tool_id: str) -> None:
+        slot = self._slot.get(tool_id)
+        if slot is not None:
+            self._place(slot, self.clock.now())
 
-    def _place(self, tool: IndexedTool, now: float) -> None:
-        """Put ``tool`` in or out of the pools as its state says; schedule its expiry."""
-        wanted = self._routable_now(tool, now)
-        if wanted and not tool.pooled:
-            for op in tool.routed:
-                pool = self._pools.get(op)
+    def _place(self, slot: int, now: float) -> None:
+        """Put the tool in or out of the pools as its state says; schedule its expiry."""
+        tool_id = self._ids[slot]
+        expires_at = self._exp[slot]
+        wanted = expires_at > now and tool_id not in self._excluded and tool_id not in self._ejected
+        if wanted and not self._pooled[slot]:
+            positions = self._pos[slot]
+            base = len(self._ops[slot])
+            pools = self._pools
+            for j, op in enumerate(self._routed[slot]):
+                pool = pools.get(op)
                 if pool is None:
-                    pool = self._pools[op] = Pool()
-                pool.add(tool.tool_id)
-            tool.pooled = True
-        elif not wanted and tool.pooled:
-            self._unpool(tool)
-        if tool.expires_at > now:
-            key = self._expiry_key.get(tool.tool_id)
-            if key is None or tool.expires_at < key:
-                heapq.heappush(self._expiry, (tool.expires_at, tool.tool_id))
-                self._expiry_key[tool.tool_id] = tool.expires_at
+                    pool = pools[op] = []
+                positions[base + j] = len(pool)
+                pool.append(tool_id)
+            self._pooled[slot] = 1
+        elif not wanted and self._pooled[slot]:
+            self._unpool(slot)
+        if expires_at > now:
+            self._expiry.schedule(slot, expires_at)
 
-    def _unpool(self, tool: IndexedTool) -> None:
-        if not tool.pooled:
+    def _unpool(self, slot: int) -> None:
+        if not self._pooled[slot]:
             return
-        for op in tool.routed:
-            pool = self._pools.get(op)
-            if pool is not None:
-                pool.discard(tool.tool_id)
-                if not pool.ids:
-                    del self._pools[op]
-        tool.pooled = False
+        base = len(self._ops[slot])
+        for j, op in enumerate(self._routed[slot]):
+            self._take_out(self._pools, op, self._pos[slot][base + j], pooled=True)
+        self._pooled[slot] = 0
 
-    def _undeclare(self, tool: IndexedTool) -> None:
-        for op in tool.operations:
-            for table in (self._declared, self._endpointless):
-                members = table.get(op)
-                if members is not None:
-                    members.discard(tool.tool_id)
-                    if not members:
-                        del table[op]
+    def _undeclare(self, slot: int) -> None:
+        tool_id = self._ids[slot]
+        for k, op in enumerate(self._ops[slot]):
+            self._take_out(self._declared, op, self._pos[slot][k], pooled=False)
+            members = self._endpointless.get(op)
+            if members is not None:
+                members.discard(tool_id)
+                if not members:
+                    del self._endpointless[op]
 
-    def _expire(self, now: float) -> None:
-        """Pop every deadline that passed: stale tools leave the pools."""
-        heap, keys = self._expiry, self._expiry_key
-        while heap and heap[0][0] <= now:
-            key, tool_id = heapq.heappop(heap)
-            if keys.get(tool_id) != key:
-                continue  # superseded by an earlier deadline, or the tool left
-            del keys[tool_id]
-            tool = self._tools.get(tool_id)
-            if tool is not None:
-                # Stale: out of the pools. Heartbeated since: rescheduled.
-                self._place(tool, now)
+    def _take_out(self, table: dict[str, list[str]], op: str, at: int, *, pooled: bool) -> None:
+        """Swap-remove position ``at`` of ``table[op]``; record the moved tool's new position."""
+        members = table[op]
+        last = members.pop()
+        if at < len(members):
+            members[at] = last
+            moved = self._slot[last]
+            if pooled:
+                k = len(self._ops[moved]) + self._routed[moved].index(op)
+            else:
+                k = self._ops[moved].index(op)
+            self._pos[moved][k] = at
+        elif not members:
+            del table[op]
 
     def _readmit(self, now: float) -> None:
         """Pop every ejection that ended: those tools return to the pools."""
@@ -376,41 +416,33 @@ class ToolIndex:
             if self._ejected.get(tool_id) != until:
                 continue  # restored early, or ejected again since
             del self._ejected[tool_id]
-            tool = self._tools.get(tool_id)
-            if tool is not None:
-                self._place(tool, now)
+            slot = self._slot.get(tool_id)
+            if slot is not None:
+                self._place(slot, now)
 
     def _fallback(self, operation: str, avoid: Container[str], now: float) -> IndexedTool | None:
-        best: IndexedTool | None = None
+        best: int | None = None
         best_until = 0.0
         for tool_id, until in self._ejected.items():
-            tool = self._tools.get(tool_id)
+            slot = self._slot.get(tool_id)
             if (
-                tool is not None
-                and operation in tool.routed
+                slot is not None
+                and operation in self._routed[slot]
                 and tool_id not in avoid
                 and tool_id not in self._excluded
-                and tool.expires_at > now
+                and self._exp[slot] > now
                 and (best is None or until < best_until)
             ):
-                best, best_until = tool, until
+                best, best_until = slot, until
         if best is not None:
-            return best
+            return self._tool(best)
         for tool_id in _sorted_small(self._endpointless.get(operation, ())):
-            tool = self._tools[tool_id]
-            if tool.expires_at > now and tool_id not in self._excluded and tool_id not in avoid:
-                return tool
+            slot = self._slot[tool_id]
+            if self._exp[slot] > now and tool_id not in self._excluded and tool_id not in avoid:
+                return self._tool(slot)
         return None
 
 
 def _sorted_small(ids: Collection[str]) -> list[str]:
     # Deterministic order for the error path; these sets are small in practice.
     return sorted(ids)
-
-
-def _listed(names: list[str], what: str) -> str:
-    if not names:
-        return ""
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    more = f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else ""
-    return f"{len(names)} {what} ({shown}{more})"

@@ -1,66 +1,50 @@
-"""What the index stores: one entry per registration, and the per-operation pools."""
+"""What the index stores per tool, and what it hands out: routing facts, no registration.
+
+Per tool the index keeps only what routing needs, in columns indexed by a
+*slot* (a small int): the tool id, the declared operations (interned
+strings), the routed ones (those with an endpoint), the endpoints in compact
+form (:mod:`~omninode_bridge.services.discovery.endpoints`), the heartbeat
+deadline, and the tool's position in each per-operation list. The full
+registration is not kept: :mod:`~omninode_bridge.services.discovery.registrations`
+fetches it when a caller asks for one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from typing import Any, NamedTuple
 
-from omninode_bridge.models import ModelToolRegistration
+from omninode_bridge.services.discovery.endpoints import Endpoints, endpoint_of
 
-__all__ = ["IndexedTool", "Pool", "declared_operations"]
+__all__ = ["IndexedTool", "declared_operations"]
 
 
-def declared_operations(registration: ModelToolRegistration) -> tuple[str, ...]:
+def declared_operations(operations: Any) -> tuple[str, ...]:
     """The operations ``capabilities.operations`` lists (strings in a list; anything else: none).
 
-    Without repeats, in their order. A tuple: tools list a few operations, and
-    small tuples take a fraction of the memory of small sets.
+    Without repeats, in their order, interned: a million tools listing
+    ``"read"`` share one string.
     """
-    operations = registration.capabilities.get("operations")
     if not isinstance(operations, list):
         return ()
-    return tuple(dict.fromkeys(op for op in operations if isinstance(op, str)))
+    intern = sys.intern
+    return tuple(dict.fromkeys([intern(op) for op in operations if isinstance(op, str)]))
 
 
-@dataclass(slots=True)
-class IndexedTool:
-    """One registration as the index holds it.
+class IndexedTool(NamedTuple):
+    """One tool as the index saw it when asked (a snapshot, made on demand).
 
-    ``expires_at`` is the database time (epoch seconds) at which the last known
-    heartbeat ages past the TTL; ``routed`` are the declared operations that
-    have an endpoint; ``pooled`` says whether the tool is routable now.
+    ``expires_at`` is the database time (epoch seconds) at which the newest
+    known heartbeat ages past the TTL (``-inf``: never heartbeated);
+    ``routed`` are the declared operations that have an endpoint.
     """
 
-    registration: ModelToolRegistration
+    tool_id: str
     operations: tuple[str, ...]
     routed: tuple[str, ...]
     expires_at: float
-    model_expires_at: float  # what registration.last_heartbeat says
-    pooled: bool = False
+    endpoints: Endpoints
 
-    @property
-    def tool_id(self) -> str:
-        return self.registration.tool_id
-
-
-class Pool:
-    """A set of tool ids that can also be indexed at random (swap-remove)."""
-
-    __slots__ = ("ids", "pos")
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.pos: dict[str, int] = {}
-
-    def add(self, tool_id: str) -> None:
-        if tool_id not in self.pos:
-            self.pos[tool_id] = len(self.ids)
-            self.ids.append(tool_id)
-
-    def discard(self, tool_id: str) -> None:
-        index = self.pos.pop(tool_id, None)
-        if index is None:
-            return
-        last = self.ids.pop()
-        if last != tool_id:
-            self.ids[index] = last
-            self.pos[last] = index
+    def endpoint(self, operation: str) -> str | None:
+        """The URL for ``operation``; ``None`` when the tool has none for it."""
+        return endpoint_of(self.endpoints, self.tool_id, self.routed, operation)

@@ -47,6 +47,7 @@ from omninode_bridge.services.discovery.ejection import EjectionPolicy
 from omninode_bridge.services.discovery.explain import RoutingExplanation
 from omninode_bridge.services.discovery.index import ToolIndex
 from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
+from omninode_bridge.services.discovery.registrations import RegistrationCache
 from omninode_bridge.services.discovery.sync import DiscoveryTuning, IndexSync
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 from omninode_bridge.settings import Settings
@@ -98,6 +99,9 @@ class ToolDiscoveryService:
         s = self.settings
         self.metrics = metrics if metrics is not None else DiscoveryMetrics()
         self.index = ToolIndex(DbClock(), s.ttl_seconds, PowerOfTwoBalancer(rng))
+        self.registrations = RegistrationCache(
+            repository, s.ttl_seconds, capacity=s.discovery_cache_size
+        )
         self.ejection = EjectionPolicy(s.eject_base_seconds, s.eject_max_seconds)
         self._sync = IndexSync(
             repository,
@@ -105,6 +109,7 @@ class ToolDiscoveryService:
             grace_seconds=s.stale_index_grace_seconds,
             tuning=tuning if tuning is not None else DiscoveryTuning(),
             metrics=self.metrics,
+            cache=self.registrations,
         )
         self._owns_http = http_client is None
         self.http = http_client if http_client is not None else make_http_client(s)
@@ -166,14 +171,24 @@ class ToolDiscoveryService:
         """A live tool offering operation ``capability``, chosen by load; ``None`` if none.
 
         Prefers tools with an endpoint for it; when all that offer it are
-        ejected, returns the one due back first. Raises IndexUnavailableError
-        when the index is stale past the grace period.
+        ejected, returns the one due back first. The index holds routing facts
+        only: the registration comes from a small LRU or one query by id (a
+        tool deleted in between is passed over). Raises IndexUnavailableError
+        when the index is stale past the grace period, and what the repository
+        raises when the registration must be read.
         """
         if not isinstance(capability, str):
             raise ValidationFailedError([("capability", "must be a string")])
         await self._ready()
         tool = self.index.pick(capability)
-        return self.index.registration_of(tool) if tool is not None else None
+        passed_over: set[str] = set()
+        while tool is not None:
+            registration = await self.registrations.get(tool)
+            if registration is not None:
+                return registration
+            passed_over.add(tool.tool_id)  # deleted; the feed has yet to say so
+            tool = self.index.pick(capability, passed_over)
+        return None
 
     async def explain(self, operation: str, limit: int = 5) -> RoutingExplanation:
         """Why each tool declaring ``operation`` is or is not routable now (the first ``limit``).
@@ -236,7 +251,7 @@ class ToolDiscoveryService:
             if tool is None:
                 break
             tool_id = tool.tool_id
-            endpoint = tool.registration.endpoints.get(operation)
+            endpoint = tool.endpoint(operation)
             if not endpoint:
                 if failures:
                     break  # report the failures, not a lesser tool
@@ -299,7 +314,7 @@ class ToolDiscoveryService:
     async def routable_tools(self, operation: str) -> list[ModelToolRegistration]:
         """Every tool routable for ``operation`` now, by tool id."""
         await self._ready()
-        return [self.index.registration_of(t) for t in self.index.routable(operation)]
+        return await self.registrations.get_many(self.index.routable(operation))
 
     async def wait_for_update(self) -> None:
         """Return when the index next applies a change; bound it with ``asyncio.timeout``."""

@@ -1,8 +1,9 @@
 """Keeping the index current: one load, then the change feed and heartbeat refreshes.
 
-- **Load**: the feed's head cursor first, then every registration page by
-  page; the feed is then followed from that cursor, so whatever changed during
-  the load is replayed on top of it (events are idempotent on the index).
+- **Load**: the feed's head cursor first, then every tool's routing columns
+  page by page (not the full registrations); the feed is then followed from
+  that cursor, so whatever changed during the load is replayed on top of it
+  (events are idempotent on the index).
 - **Changes**: the feed is followed by the one
   :class:`~omninode_bridge.services.feed_follower.FeedFollower` (LISTEN, poll,
   held-back retries, reconnect with backoff, resume from the cursor); a cursor
@@ -13,8 +14,8 @@
   committing), and those whose heartbeat moved backwards since (recorded in
   ``heartbeat_rewinds`` by the statement that moved it), which replace what
   the index holds; every ``full_sweep_interval`` it reads every heartbeat
-  instead. Each answer re-measures the offset between the database clock and
-  the monotonic clock.
+  instead, ``sweep_page`` tools per query. Each answer re-measures the
+  offset between the database clock and the monotonic clock.
 
 While the database cannot be reached the index keeps serving what it knows
 (tools still expire at their TTL), logs a warning and sets
@@ -39,6 +40,7 @@ from omninode_bridge.services.discovery.clock import DbClock
 from omninode_bridge.services.discovery.explain import CRITICAL_REASON
 from omninode_bridge.services.discovery.index import ToolIndex
 from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
+from omninode_bridge.services.discovery.registrations import RegistrationCache
 from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
 from omninode_bridge.services.sql import load_queries
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
@@ -57,10 +59,11 @@ class DiscoveryTuning:
     heartbeat_interval: float = 0.25
     heartbeat_overlap: float = 1.0
     full_sweep_interval: float = 60.0
+    sweep_page: int = 20_000  # tools per query of the full sweep
     feed_poll_interval: float = 0.5
     held_back_retry: float = 0.01  # first re-read when a NOTIFY's events are held back
     feed_batch: int = 1000
-    load_page: int = 1000
+    load_page: int = 5000
     query_timeout: float = 5.0
     stall_seconds: float = 2.0  # no successful heartbeat refresh for this long: stale
     reconnect_min: float = 0.05
@@ -68,7 +71,11 @@ class DiscoveryTuning:
 
 
 class IndexSync:
-    """Loads a :class:`ToolIndex` and keeps it current in two background tasks."""
+    """Loads a :class:`ToolIndex` and keeps it current in two background tasks.
+
+    ``cache`` (optional) receives every registration the feed carries and
+    forgets deleted tools.
+    """
 
     def __init__(
         self,
@@ -78,8 +85,10 @@ class IndexSync:
         grace_seconds: float,
         tuning: DiscoveryTuning,
         metrics: DiscoveryMetrics,
+        cache: RegistrationCache | None = None,
     ) -> None:
         self.repository = repository
+        self.cache = cache
         self.index = index
         self.clock: DbClock = index.clock
         self.grace_seconds = grace_seconds
@@ -98,32 +107,44 @@ class IndexSync:
     # -- lifecycle ---------------------------------------------------------------
 
     async def load(self) -> None:
-        """Read every registration into the index (replacing what it held).
+        """Read every tool's routing columns into the index (replacing what it held).
 
-        Raises what the repository raises (RegistryUnavailableError when the
-        database cannot be reached); the index is then left as it was, plus
-        whatever pages were read.
+        One query per ``tuning.load_page`` tools (``routing_page``: tool id,
+        operations, endpoints, heartbeat; no full registration), the next page
+        read while this one is indexed. Raises what the repository raises
+        (RegistryUnavailableError when the database cannot be reached); the
+        index is then left as it was, plus whatever pages were read.
         """
         cursor = await self.repository.feed.head_cursor()
         before = time.monotonic()
-        db_now = float(await self.repository.client.fetchval(Q["db_clock"]))
+        client = self.repository.client
+        db_now = float(await client.fetchval(Q["db_clock"]))
         self.clock.sample(db_now, before)
+        reload = len(self.index) > 0
         seen: set[str] = set()
-        page_cursor: str | None = None
-        while True:
-            page = await self.repository.find_tools(
-                limit=self.tuning.load_page, cursor=page_cursor, bounded=False
-            )
-            for registration in page.items:
-                self.index.upsert(registration)
-                seen.add(registration.tool_id)
-            if page.next_cursor is None:
-                break
-            page_cursor = page.next_cursor
-        self.index.retain(seen)
-        critical = {
-            row["tool_id"] for row in await self.repository.client.fetch(Q["critical_tool_ids"])
-        }
+        put = self.index.put
+        page = await client.fetch(Q["routing_page"], "", self.tuning.load_page)
+        while page:
+            following = None
+            if len(page) == self.tuning.load_page:
+                following = asyncio.ensure_future(
+                    client.fetch(Q["routing_page"], page[-1][0], self.tuning.load_page)
+                )
+            try:
+                for tool_id, operations, endpoints, heartbeat in page:
+                    put(tool_id, operations, endpoints or {}, heartbeat)
+                if reload:
+                    seen.update(row[0] for row in page)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
+            page = await following if following is not None else []
+        if reload:  # the first load starts empty: nothing to drop, no set of a million ids
+            self.index.retain(seen)
+        if self.cache is not None:
+            self.cache.clear()
+        critical = {row["tool_id"] for row in await client.fetch(Q["critical_tool_ids"])}
         for tool_id, reason in self.index.excluded().items():
             if reason == CRITICAL_REASON and tool_id not in critical:
                 self.index.clear_excluded(tool_id)
@@ -281,10 +302,12 @@ class IndexSync:
         self.metrics.add("feed_reconnects")
 
     def _apply(self, events: list[ChangeEvent]) -> None:
-        index = self.index
+        index, cache = self.index, self.cache
         for event in events:
             if event.kind is ChangeKind.DELETED:
                 index.remove(event.tool_id)
+                if cache is not None:
+                    cache.drop(event.tool_id)
             elif event.kind is ChangeKind.CRITICAL:
                 index.set_excluded(event.tool_id, CRITICAL_REASON)
             elif event.kind is ChangeKind.PASSING:
@@ -292,6 +315,8 @@ class IndexSync:
                     index.clear_excluded(event.tool_id)
             elif event.registration is not None:
                 index.upsert(event.registration)
+                if cache is not None:
+                    cache.update(event.registration)
             self.cursor = event.cursor
         self.metrics.add("feed_events", len(events))
         self.metrics.set("index_tools", len(index))
@@ -318,24 +343,39 @@ class IndexSync:
     async def refresh_heartbeats(self, *, full: bool = False) -> int:
         """Read the heartbeats newer than the last look (every one if ``full``); returns how many.
 
-        Raises TimeoutError after ``tuning.query_timeout`` and what the client raises.
+        The full sweep reads ``tuning.sweep_page`` tools per query (by tool
+        id), each query within ``tuning.query_timeout``: at a million tools
+        one query for all would outlast the timeout and hold the event loop
+        for seconds. Raises TimeoutError after ``tuning.query_timeout`` and
+        what the client raises.
         """
-        before = time.monotonic()
-        async with asyncio.timeout(self.tuning.query_timeout):
-            if full:
-                row = await self.repository.client.fetchrow(Q["all_heartbeats"])
-            else:
-                row = await self.repository.client.fetchrow(Q["heartbeats_since"], self._since)
-        assert row is not None  # an aggregate always returns one row
-        db_now = float(row["db_now"])
-        self.clock.sample(db_now, before)
+        client = self.repository.client
         heartbeat = self.index.heartbeat
-        tool_ids, beats, exact = row["tool_ids"], row["heartbeats"], row["exact"]
-        for tool_id, beat, rewound in zip(tool_ids, beats, exact, strict=True):
-            heartbeat(tool_id, beat, exact=full or rewound)
-        self._since = db_now - self.tuning.heartbeat_overlap
+        page: tuple[str, int] | None = ("", self.tuning.sweep_page) if full else None
+        since: float | None = None
+        count = 0
+        while True:
+            before = time.monotonic()
+            async with asyncio.timeout(self.tuning.query_timeout):
+                if page is None:
+                    row = await client.fetchrow(Q["heartbeats_since"], self._since)
+                else:
+                    row = await client.fetchrow(Q["heartbeats_page"], *page)
+            assert row is not None  # an aggregate always returns one row
+            db_now = float(row["db_now"])
+            self.clock.sample(db_now, before)
+            if since is None:
+                since = db_now - self.tuning.heartbeat_overlap  # the first read's clock
+            tool_ids, beats, exact = row["tool_ids"], row["heartbeats"], row["exact"]
+            for tool_id, beat, rewound in zip(tool_ids, beats, exact, strict=True):
+                heartbeat(tool_id, beat, exact=rewound)
+            count += len(tool_ids)
+            if page is None or len(tool_ids) < page[1]:
+                break
+            page = (tool_ids[-1], page[1])
+        self._since = since
         self.metrics.add("heartbeat_refreshes")
-        self.metrics.add("heartbeat_rows", len(tool_ids))
-        if tool_ids:
+        self.metrics.add("heartbeat_rows", count)
+        if count:
             self._signal()
-        return len(tool_ids)
+        return count

@@ -5,6 +5,18 @@
 -- name: db_clock
 SELECT extract(epoch FROM now())::float8
 
+-- name: routing_page
+-- The index's load: only the columns routing needs, for $2 tools after tool_id
+-- $1 ('' for the first page), by tool_id (the primary key's order).
+SELECT tool_id,
+       capabilities -> 'operations' AS operations,
+       endpoints,
+       extract(epoch FROM last_heartbeat)::float8 AS heartbeat
+FROM tool_registrations
+WHERE tool_id > $1::varchar
+ORDER BY tool_id
+LIMIT $2
+
 -- name: heartbeats_since
 -- One row: the database clock, then the ids and heartbeats of the tools that
 -- heartbeated after $1 (epoch seconds), and of those whose heartbeat moved
@@ -25,14 +37,22 @@ FROM (
     WHERE w.rewound_at > to_timestamp($1::float8) AND r.last_heartbeat IS NOT NULL
 ) b
 
--- name: all_heartbeats
--- The same for every tool with a heartbeat: the periodic full sweep.
+-- name: heartbeats_page
+-- The same for every tool with a heartbeat, a page at a time: the periodic
+-- full sweep (exact: what the table holds is the truth). $2 tools after
+-- tool_id $1 ('' first), by tool_id: the last id is where the next page starts.
 SELECT extract(epoch FROM now())::float8 AS db_now,
-       coalesce(array_agg(tool_id), '{}') AS tool_ids,
-       coalesce(array_agg(extract(epoch FROM last_heartbeat)::float8), '{}') AS heartbeats,
+       coalesce(array_agg(p.tool_id ORDER BY p.tool_id), '{}') AS tool_ids,
+       coalesce(array_agg(extract(epoch FROM p.last_heartbeat)::float8 ORDER BY p.tool_id), '{}')
+           AS heartbeats,
        coalesce(array_agg(true), '{}') AS exact
-FROM tool_registrations
-WHERE last_heartbeat IS NOT NULL
+FROM (
+    SELECT tool_id, last_heartbeat
+    FROM tool_registrations
+    WHERE tool_id > $1::varchar AND last_heartbeat IS NOT NULL
+    ORDER BY tool_id
+    LIMIT $2
+) p
 
 -- name: find_one_routable
 -- What discovery without a cache would run on every call (the benchmark's

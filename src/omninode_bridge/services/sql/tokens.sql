@@ -53,6 +53,46 @@ WITH t AS (
 )
 SELECT count(*) FROM hb
 
+-- name: heartbeat_with_tokens
+-- heartbeat_with_token for a batch of requests (the heartbeat coalescer): request i
+-- carries the secret hash $1[i] and the tool id $2[i], and is judged alone, so that a
+-- bad one does not stop the others. Returns the positions (1-based) of the requests
+-- written; a request not among them takes the slow path for its error, as above.
+-- Rows are locked in tool_id order first: batches of two replicas never deadlock.
+WITH req AS (
+    SELECT q.pos, q.secret_hash, q.tool_id
+    FROM unnest($1::bytea[], $2::varchar[]) WITH ORDINALITY AS q(secret_hash, tool_id, pos)
+), t AS (
+    SELECT id, scope, secret_hash, last_used_at
+    FROM registry_tokens
+    WHERE secret_hash IN (SELECT secret_hash FROM req) AND revoked_at IS NULL
+), touch AS (
+    UPDATE registry_tokens r SET last_used_at = now()
+    FROM t
+    WHERE r.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds')
+), allowed AS (
+    SELECT req.pos, req.tool_id
+    FROM req JOIN t ON t.secret_hash = req.secret_hash
+    WHERE t.scope = 'admin'
+       OR (t.scope = 'write' AND EXISTS (
+             SELECT 1 FROM tool_owners o
+             WHERE o.tool_id = req.tool_id AND o.owner = 'token:' || t.id::text))
+), lk AS (
+    SELECT tr.tool_id FROM tool_registrations tr
+    WHERE tr.tool_id IN (SELECT tool_id FROM allowed)
+      -- A heartbeat that would move backwards takes the slow path (heartbeat_slow).
+      AND (tr.last_heartbeat IS NULL OR tr.last_heartbeat <= now())
+    ORDER BY tr.tool_id
+    FOR NO KEY UPDATE OF tr
+), hb AS (
+    UPDATE tool_registrations tr SET last_heartbeat = now()
+    FROM lk
+    WHERE tr.tool_id = lk.tool_id
+      AND (tr.last_heartbeat IS NULL OR tr.last_heartbeat <= now())
+    RETURNING tr.tool_id
+)
+SELECT ARRAY(SELECT allowed.pos FROM allowed JOIN hb ON hb.tool_id = allowed.tool_id)
+
 -- name: token_active
 SELECT EXISTS (SELECT 1 FROM registry_tokens WHERE id = $1 AND revoked_at IS NULL)
 

@@ -282,11 +282,60 @@ SELECT node_type, count(*) AS n FROM tool_registrations GROUP BY node_type
 SELECT count(*) FROM tool_registrations
 WHERE last_heartbeat > now() - make_interval(secs => $1::float8)
 
+-- The API's read path answers with JSON that PostgreSQL builds: no row becomes
+-- a Python object on the way. The repository puts registration_json in for
+-- {registration_json} and find_tools in for {find_tools}.
+
+-- name: registration_json
+-- Not a query: the select list of one registration `r` as the API writes it,
+-- ModelToolRegistration's fields in its order, timestamps in UTC the way
+-- pydantic writes them (2026-01-02T03:04:05.123456Z; no fraction when it is 0).
+r.id, r.tool_id, r.node_type,
+coalesce(r.capabilities, '{}') AS capabilities,
+coalesce(r.endpoints, '{}') AS endpoints,
+coalesce(r.metadata, '{}') AS metadata,
+r.health_endpoint,
+replace(to_char(r.last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        '.000000Z', 'Z') AS last_heartbeat,
+replace(to_char(r.registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        '.000000Z', 'Z') AS registered_at,
+replace(to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        '.000000Z', 'Z') AS updated_at
+
+-- name: find_tools_json
+-- A page of find_tools as JSON text. find_tools' LIMIT ($6) is one more than
+-- the page: `items` holds the rows before that extra one, in tool_id order;
+-- `last` is the page's last tool_id when the extra row came back (where the
+-- next page starts), NULL on the last page.
+SELECT coalesce(json_agg(doc ORDER BY r.n) FILTER (WHERE r.n < $6), '[]')::text AS items,
+       CASE WHEN count(*) = $6 THEN max(r.tool_id) FILTER (WHERE r.n = $6 - 1) END AS last
+FROM (SELECT t.*, row_number() OVER (ORDER BY t.tool_id) AS n FROM ({find_tools}) t) r
+CROSS JOIN LATERAL (SELECT {registration_json}) doc
+
 -- name: get_registration_with_health
--- One statement: the row, its heartbeat freshness against the TTL ($2 s, database
--- clock) and the active checks' verdict.
-SELECT r.*, r.last_heartbeat > now() - make_interval(secs => $2::float8) AS fresh,
-       h.check_status, h.check_changed_at, h.last_checked_at
+-- One statement: the registration as JSON text (see registration_json) with its
+-- health now: heartbeat freshness against the TTL ($2 s, database clock) beside
+-- the active checks' verdict, as ModelToolRegistrationWithHealth writes them.
+SELECT row_to_json(doc)::text
 FROM tool_registrations r
 LEFT JOIN tool_health h ON h.tool_id = r.tool_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(r.last_heartbeat > now() - make_interval(secs => $2::float8), false) AS fresh
+) beat
+CROSS JOIN LATERAL (
+    SELECT {registration_json},
+           json_build_object(
+               'status', CASE WHEN h.check_status = 'critical' THEN 'critical'
+                              WHEN beat.fresh THEN 'healthy' ELSE 'stale' END,
+               'heartbeat_fresh', beat.fresh,
+               'check_status', coalesce(h.check_status, 'unknown'),
+               -- since when the verdict holds: known once a check has run
+               'check_since', CASE WHEN h.last_checked_at IS NOT NULL THEN
+                   replace(to_char(h.check_changed_at AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z') END,
+               'last_checked_at',
+                   replace(to_char(h.last_checked_at AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z')
+           ) AS health
+) doc
 WHERE r.tool_id = $1
