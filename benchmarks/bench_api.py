@@ -51,33 +51,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
-import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TOOLREG = str(Path(sys.executable).with_name("toolreg"))
-HOST = "127.0.0.1"
-ID_PREFIX = "bench-tool-"
-SEED_BATCH = 1000
+from benchmarks._support import (
+    HOST,
+    ID_PREFIX,
+    REPO_ROOT,
+    TOOLREG,
+    Database,
+    Proc,
+    clean_env,
+    cpu_spent,
+    cpu_times,
+    find_postmaster,
+    free_port,
+    machine_load,
+    postgres_pids,
+    prepare,
+    request,
+    run_in_work_dir,
+    start_process,
+    stop_process,
+    tool_id,
+    wait_ready,
+)
+
 GET_SQL = "SELECT * FROM tool_registrations WHERE tool_id = $1"
 HEARTBEAT_SQL = "UPDATE tool_registrations SET last_heartbeat = now() WHERE tool_id = $1"
 PAGE_SQL = (
@@ -93,27 +105,6 @@ NO_TOKEN = "-"  # noqa: S105 - the load generators' "no Authorization header"
 ENDPOINTS = ("get", "heartbeat", "list", "search")
 METHODS = {"get": "GET", "heartbeat": "POST", "list": "GET", "search": "POST"}
 SIDES = ("full", "bare")
-
-
-def tool_id(i: int) -> str:
-    return f"{ID_PREFIX}{i:07d}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any registry settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TOOLREG_", "POSTGRES_")) and k != "DATABASE_URL"
-    }
-    env.update(extra)
-    return env
 
 
 # -- the bare comparison server ------------------------------------------------
@@ -340,54 +331,6 @@ def load_command(spec: LoadSpec, url: str, endpoint: str, seconds: float) -> lis
     ]
 
 
-def cpu_times(pids: list[int]) -> dict[int, float]:
-    """utime + stime in seconds of each of these processes that is still there."""
-    tick = os.sysconf("SC_CLK_TCK")
-    times = {}
-    for pid in pids:
-        try:
-            fields = _stat(pid)
-        except OSError:
-            continue
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return times
-
-
-def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds between two snapshots: processes that appeared count whole."""
-    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-async def find_postmaster(dsn: str) -> int | None:
-    """The local PostgreSQL server's main process, or ``None`` when it is not visible here."""
-    conn = await asyncpg.connect(dsn, timeout=30)
-    try:
-        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
-        return int(_stat(backend)[1])  # while the backend still exists
-    except (OSError, IndexError, ValueError):
-        return None
-    finally:
-        await conn.close()
-
-
-def postgres_pids(postmaster: int | None) -> list[int]:
-    """The server's main process and its children (backends, background workers)."""
-    if postmaster is None:
-        return []
-    pids = [postmaster]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if _stat(int(entry.name))[1] == str(postmaster):
-                    pids.append(int(entry.name))
-    return pids
-
-
 def run_load(spec: LoadSpec, url: str, endpoint: str, seconds: float, server_pid: int) -> Load:
     command = load_command(spec, url, endpoint, seconds)
     server_before, db_before = cpu_times([server_pid]), cpu_times(postgres_pids(spec.postmaster))
@@ -485,180 +428,6 @@ def run_load_client(
         "socket_errors": errors["socket"],
     }
     print(RESULT_MARK + json.dumps(result), flush=True)
-
-
-# -- the database ----------------------------------------------------------------
-
-
-def with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
-
-
-class Database:
-    """A throwaway database: on DATABASE_URL's server, or in a fresh embedded one."""
-
-    def __init__(self) -> None:
-        self.url = os.environ.get("DATABASE_URL") or None
-        self.name = f"toolreg_api_bench_{uuid.uuid4().hex[:8]}"
-        self.data_dir: Path | None = None
-        self.admin_dsn: str | None = None
-        self.dsn = ""
-
-    async def start(self) -> str:
-        if self.url:
-            host = urlsplit(self.url).hostname
-            if host not in (None, "", "localhost", "127.0.0.1", "::1"):
-                print(f"warning: DATABASE_URL host {host} is not loopback", file=sys.stderr)
-            self.admin_dsn = with_database(self.url, "postgres")
-            await self._admin(f'CREATE DATABASE "{self.name}"')
-            self.dsn = with_database(self.url, self.name)
-        else:
-            from omninode_bridge.embedded import start_embedded
-
-            self.data_dir = Path(tempfile.mkdtemp(prefix="toolreg-api-bench-", dir="/tmp"))
-            self.data_dir.chmod(0o755)
-            server = await start_embedded(self.data_dir, self.name)
-            self.dsn = server.dsn(self.name)
-        return self.dsn
-
-    async def _admin(self, statement: str) -> None:
-        assert self.admin_dsn is not None
-        conn = await asyncpg.connect(self.admin_dsn, timeout=30)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    async def stop(self) -> None:
-        if self.admin_dsn is not None and self.dsn:
-            try:
-                await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            except (OSError, asyncpg.PostgresError) as exc:
-                print(f"warning: could not drop {self.name}: {exc}", file=sys.stderr)
-        if self.data_dir is not None:
-            from omninode_bridge.embedded import stop_embedded
-
-            await stop_embedded(self.data_dir)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def tool_payload(rng: random.Random, i: int) -> dict[str, Any]:
-    """A realistic registration of about a kilobyte."""
-    ops = rng.sample(["read", "write", "list", "stamp", "hash", "sign", "convert", "index"], 3)
-    host = f"http://{tool_id(i)}.tools.svc.cluster.local:8080"
-    return {
-        "tool_id": tool_id(i),
-        "node_type": rng.choice(["effect", "compute", "reducer", "orchestrator"]),
-        "capabilities": {
-            "operations": ops,
-            "formats": rng.sample(["json", "yaml", "csv", "parquet", "xml", "pdf"], 2),
-            "max_file_size": rng.choice([1_000_000, 10_000_000, 50_000_000]),
-            "streaming": rng.random() < 0.3,
-            "version": f"{rng.randint(1, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
-        },
-        "endpoints": {op: f"{host}/v1/{op}" for op in ops},
-        "metadata": {
-            "owner": rng.choice(["platform", "data", "ml", "search", "media"]),
-            "region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
-            "tags": rng.sample(["beta", "gpu", "batch", "realtime", "internal"], 2),
-            "description": f"{ops[0]} tool #{i} maintained by the team",
-        },
-        "health_endpoint": f"{host}/health",
-    }
-
-
-async def prepare(dsn: str, tools: int) -> str:
-    """Migrate, create a write token, seed ``tools`` registrations it owns; the secret."""
-    from omninode_bridge.migrations import runner
-    from omninode_bridge.models import ModelToolRegistrationCreate
-    from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-    from omninode_bridge.services.tokens import Scope, TokenService
-    from omninode_bridge.settings import Settings
-
-    await runner.upgrade(dsn)
-    rng = random.Random(tools)
-    settings = Settings(pool_min_size=1, pool_max_size=1, command_timeout=300)
-    async with PostgresClient(settings, dsn=dsn) as client:
-        token = await TokenService(client).create(f"bench-{uuid.uuid4().hex[:8]}", Scope.WRITE)
-        owner = f"token:{token.info.id}"
-        repo = ToolRegistrationRepository(client)
-        for start in range(0, tools, SEED_BATCH):
-            batch = [
-                ModelToolRegistrationCreate(**tool_payload(rng, i))
-                for i in range(start, min(tools, start + SEED_BATCH))
-            ]
-            await repo.create_registrations(batch, owner=owner)
-        await client.execute("VACUUM ANALYZE")
-    return token.secret
-
-
-# -- the server processes ------------------------------------------------------------
-
-
-@dataclass
-class Proc:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-3000:]
-        return ""
-
-
-def start_process(
-    name: str, command: list[str], env: dict[str, str], port: int, logs: Path
-) -> Proc:
-    log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-        )
-    return Proc(name, f"http://{HOST}:{port}", process, log)
-
-
-def request(
-    url: str, method: str, path: str, token: str | None = None, body: str = ""
-) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or HOST, parts.port, timeout=5)
-    try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if body:
-            headers["Content-Type"] = "application/json"
-        elif method == "POST":
-            headers["Content-Length"] = "0"
-        conn.request(method, path, body=body.encode() or None, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_ready(proc: Proc, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.process.poll() is not None:
-            raise RuntimeError(
-                f"{proc.name} server exited with {proc.process.returncode}:\n{proc.log_tail()}"
-            )
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if request(proc.url, "GET", "/health")[0] == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} server did not answer /health within {timeout} s")
-
-
-def stop_process(proc: Proc) -> None:
-    if proc.process.poll() is None:
-        proc.process.send_signal(signal.SIGTERM)
-        try:
-            proc.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.process.kill()
-            proc.process.wait(timeout=10)
 
 
 def check_servers(full: Proc, bare: Proc, token: str) -> None:
@@ -788,15 +557,6 @@ def describe(load: Load) -> str:
     )
 
 
-def machine_load(when: str) -> str:
-    """The load average against the CPU count: other work on the machine skews every number."""
-    cpus, load = os.cpu_count() or 1, os.getloadavg()[0]
-    line = f"  {when}: {cpus} CPUs, 1-minute load average {load:.1f}"
-    if load > cpus * 0.75:
-        line += " (busy machine: compare ratios and CPU per request, not absolute req/s)"
-    return line
-
-
 def benchmark(args: argparse.Namespace, work: Path) -> list[Row]:
     client = args.client
     if client == "auto":
@@ -906,10 +666,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup in benchmark()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.bare_server:
@@ -919,9 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         url, endpoint, tools, token = args.load_client
         run_load_client(url, endpoint, int(tools), token, args.connections, args.seconds)
         return 0
-    signal.signal(signal.SIGTERM, _terminate)
-    with tempfile.TemporaryDirectory(prefix="toolreg-api-bench-run-", dir="/tmp") as tmp:
-        rows = benchmark(args, Path(tmp))
+    rows = run_in_work_dir("toolreg-api-bench-run-", benchmark, args)
     print()
     print(table(rows))
     print()

@@ -40,13 +40,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,23 +51,18 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.bench_api import (
-    HOST,
-    TOOLREG,
-    Database,
-    clean_env,
+from benchmarks._support import (
+    api_tool_payload,
     cpu_spent,
     cpu_times,
     find_postmaster,
-    free_port,
     machine_load,
+    pct,
     postgres_pids,
-    prepare,
-    start_process,
-    stop_process,
+    rss_mib,
+    run_in_work_dir,
+    served,
     tool_id,
-    tool_payload,
-    wait_ready,
 )
 from omninode_bridge.settings import Settings
 
@@ -81,20 +73,6 @@ P99_TARGET_MS = 100.0
 REGISTER_CONCURRENCY = 8
 ATTACK_DRAIN_SECONDS = 60.0  # the last searches: 5 s for a slot + 5 s of statement at most
 Pids = tuple[int, int | None]  # the server's pid, PostgreSQL's postmaster (if visible)
-
-
-def pct(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-def rss_mib(pid: int) -> float:
-    """Resident set size of ``pid`` in MiB, from /proc (nan when unreadable)."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 @dataclass
@@ -139,7 +117,7 @@ async def register(url: str, token: str, tools: int) -> None:
     rng = random.Random(tools)
     payloads = []
     for i in range(tools):
-        payload = tool_payload(rng, i)
+        payload = api_tool_payload(rng, i)
         del payload["health_endpoint"]  # nothing for the liveness checker to probe
         payloads.append(payload)
     queue = iter(payloads)
@@ -301,16 +279,8 @@ def attack_summary(result: Result) -> str:
 
 
 def benchmark(args: argparse.Namespace, work: Path) -> Result:
-    db = Database()
-    proc = None
-    try:
-        dsn = asyncio.run(db.start())
-        token = asyncio.run(prepare(dsn, 0))  # migrate, a write token, no tools yet
-        port = free_port()
-        command = [TOOLREG, "serve", "--host", HOST, "--port", str(port), "--no-migrate"]
-        command += ["--log-level", "warning"]
-        proc = start_process("toolreg", command, clean_env(DATABASE_URL=dsn), port, work)
-        wait_ready(proc)
+    # A write token and no tools yet: run() registers them through the API.
+    with served(work) as (dsn, token, proc):
         defaults = Settings.model_fields
         print(
             f"toolreg serve on {proc.url} (pid {proc.process.pid}), default settings: "
@@ -324,17 +294,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> Result:
         print(machine_load("before"), flush=True)
         result = asyncio.run(run(proc.url, token, args, (proc.process.pid, pg)))
         print(machine_load("after"), flush=True)
-        if proc.process.poll() is not None:
-            raise RuntimeError(f"the server died during the run:\n{proc.log_tail()}")
-        return result
-    except BaseException:
-        if proc is not None and proc.log_tail().strip():
-            print(f"--- server log ---\n{proc.log_tail().strip()}", file=sys.stderr)
-        raise
-    finally:
-        if proc is not None:
-            stop_process(proc)
-        asyncio.run(db.stop())
+    return result
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -355,15 +315,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup in benchmark()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    with tempfile.TemporaryDirectory(prefix="toolreg-attack-bench-", dir="/tmp") as tmp:
-        result = benchmark(args, Path(tmp))
+    result = run_in_work_dir("toolreg-attack-bench-", benchmark, args)
     print()
     print(table(result))
     print()

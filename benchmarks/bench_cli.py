@@ -20,9 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-TOOLREG = str(Path(sys.executable).with_name("toolreg"))
+from benchmarks._support import TOOLREG
+
 TARGET_SECONDS = 0.3
 
 COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {

@@ -42,19 +42,14 @@ from typing import Any
 
 import httpx
 
-from benchmarks.bench_api import (
-    HOST,
-    TOOLREG,
+from benchmarks._support import (
     Database,
-    clean_env,
-    free_port,
     machine_load,
+    pct,
     prepare,
-    start_process,
+    serve,
     stop_process,
-    wait_ready,
 )
-from benchmarks.bench_attack import pct
 
 TARGET_MS = 300.0
 ASSETS = (
@@ -172,11 +167,7 @@ def run_size(tools: int, args: argparse.Namespace, work: Path) -> Size:
         started = time.monotonic()
         asyncio.run(prepare(dsn, tools))
         print(f"{tools:,} tools seeded in {time.monotonic() - started:.1f} s", flush=True)
-        port = free_port()
-        command = [TOOLREG, "serve", "--host", HOST, "--port", str(port), "--no-migrate"]
-        command += ["--log-level", "warning"]
-        proc = start_process(f"toolreg-{tools}", command, clean_env(DATABASE_URL=dsn), port, work)
-        wait_ready(proc)
+        proc = serve(dsn, work, f"toolreg-{tools}")
         measure(proc.url, size, args.repeat)
         if args.browser:
             size.browser_ms = browser_render(proc.url)

@@ -48,10 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,28 +59,23 @@ import asyncpg
 import httpx
 import orjson
 
-from benchmarks.bench_api import (
+from benchmarks._support import (
     HOST,
-    TOOLREG,
-    Database,
-    clean_env,
     cpu_spent,
     cpu_times,
-    free_port,
     machine_load,
-    prepare,
-    start_process,
-    stop_process,
-    wait_ready,
+    pct,
+    raise_open_files,
+    rss_mib,
+    run_in_work_dir,
+    served,
 )
-from benchmarks.bench_attack import pct, rss_mib
 
 SERVICE = "bench-consul"
 WAIT = "60s"
 ANSWER_TIMEOUT = 90.0  # the wait, its jitter (wait/16) and a margin
 CONNECT_BATCH = 100
 P99_TARGET_MS = 500.0
-FD_MARGIN = 256  # files besides the clients' sockets: the server's pool, logs, libraries
 CONNECTIONS_SQL = """
 SELECT count(*) FILTER (WHERE application_name = 'omninode-bridge') AS pool,
        count(*) FILTER (WHERE application_name = 'omninode-bridge' AND state <> 'idle') AS busy,
@@ -91,19 +83,6 @@ SELECT count(*) FILTER (WHERE application_name = 'omninode-bridge') AS pool,
 FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
 """
-
-
-def raise_open_files(needed: int) -> int:
-    """Raise RLIMIT_NOFILE's soft limit to the hard one; the new soft limit.
-
-    Raises SystemExit when even the hard limit leaves too few files for ``needed`` sockets.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard != resource.RLIM_INFINITY and hard < needed + FD_MARGIN:
-        raise SystemExit(f"open-file hard limit {hard} is too low for {needed} clients")
-    return hard
 
 
 def tool(i: int) -> dict[str, Any]:
@@ -425,31 +404,12 @@ def verdict(samples: list[Connections], rounds: list[Round], clients: int) -> tu
 def benchmark(args: argparse.Namespace, work: Path) -> tuple[list[Connections], list[Round]]:
     limit = raise_open_files(args.clients)
     print(f"open-file limit {limit} (soft raised to hard)", flush=True)
-    db = Database()
-    proc = None
-    try:
-        dsn = asyncio.run(db.start())
-        token = asyncio.run(prepare(dsn, 0))  # migrate, a write token, no tools yet
-        port = free_port()
-        command = [TOOLREG, "serve", "--host", HOST, "--port", str(port), "--no-migrate"]
-        command += ["--log-level", "warning"]
-        proc = start_process("toolreg", command, clean_env(DATABASE_URL=dsn), port, work)
-        wait_ready(proc)
+    with served(work) as (dsn, token, proc):  # no tools yet
         print(f"toolreg serve on {proc.url} (pid {proc.process.pid})", flush=True)
         print(machine_load("before"), flush=True)
         samples, rounds = asyncio.run(run(proc.url, token, dsn, args, proc.process.pid))
         print(machine_load("after"), flush=True)
-        if proc.process.poll() is not None:
-            raise RuntimeError(f"the server died during the run:\n{proc.log_tail()}")
-        return samples, rounds
-    except BaseException:
-        if proc is not None and proc.log_tail().strip():
-            print(f"--- server log ---\n{proc.log_tail().strip()}", file=sys.stderr)
-        raise
-    finally:
-        if proc is not None:
-            stop_process(proc)
-        asyncio.run(db.stop())
+    return samples, rounds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -467,15 +427,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup in benchmark()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    with tempfile.TemporaryDirectory(prefix="toolreg-consul-bench-", dir="/tmp") as tmp:
-        samples, rounds = benchmark(args, Path(tmp))
+    samples, rounds = run_in_work_dir("toolreg-consul-bench-", benchmark, args)
     summary, ok = verdict(samples, rounds, args.clients)
     print()
     print(connections_table(samples))

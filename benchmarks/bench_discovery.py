@@ -32,24 +32,17 @@ import asyncio
 import gc
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import orjson
 from tests.services.discovery.tool_server import ToolProcess
 
-from omninode_bridge.embedded import start_embedded, stop_embedded
-from omninode_bridge.migrations import runner
+from benchmarks._support import Database, rss_mib
 from omninode_bridge.models import ModelToolRegistrationCreate, NodeType
 from omninode_bridge.services import (
     PostgresClient,
@@ -66,58 +59,13 @@ OPERATIONS = ["write", "list", "delete", "stat", "search", "hash", "sign", "conv
 PAYLOAD = {"content": "Hello World", "namespace": "test"}
 
 
-# -- the database ----------------------------------------------------------------
+# -- measuring -------------------------------------------------------------------
 
 
-def with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
-
-
-class Database:
-    """A throwaway database: on DATABASE_URL's server, or on a fresh embedded one."""
-
-    def __init__(self) -> None:
-        self.url = os.environ.get("DATABASE_URL") or None
-        self.data_dir: Path | None = None
-        self.name = f"toolreg_bench_disc_{uuid.uuid4().hex[:8]}"
-        self.dsn = ""
-
-    async def __aenter__(self) -> Database:
-        if self.url:
-            admin = with_database(self.url, "postgres")
-            conn = await asyncpg.connect(admin, timeout=30)
-            try:
-                await conn.execute(f'CREATE DATABASE "{self.name}"')
-            finally:
-                await conn.close()
-            self.dsn = with_database(self.url, self.name)
-        else:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="toolreg-bench-", dir="/tmp"))
-            self.data_dir.chmod(0o755)
-            server = await start_embedded(self.data_dir, self.name)
-            self.dsn = server.dsn(self.name)
-        await runner.upgrade(self.dsn)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.url:
-            conn = await asyncpg.connect(with_database(self.url, "postgres"), timeout=30)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-        elif self.data_dir is not None:
-            await stop_embedded(self.data_dir)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def rss_mib() -> float:
+def own_rss_mib() -> float:
     """This process's resident memory now (Linux), after a garbage collection."""
     gc.collect()
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return rss_mib(os.getpid())
 
 
 def settings() -> Settings:
@@ -379,7 +327,10 @@ def table(rows: list[list[str]]) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     began = time.perf_counter()
-    async with Database() as db, PostgresClient(settings(), dsn=db.dsn) as client:
+    async with (
+        Database("toolreg_bench_disc") as db,
+        PostgresClient(settings(), dsn=db.dsn) as client,
+    ):
         version = await client.fetchval("SELECT version()")
         print(f"server: {version}", flush=True)
         print(f"client: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
@@ -387,13 +338,13 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"seeding {args.tools:,} tools...", flush=True)
         seeded = await seed(repository, args.tools)
         print(f"  {args.tools / seeded:,.0f} tools/s", flush=True)
-        rss_before = rss_mib()
+        rss_before = own_rss_mib()
         service = ToolDiscoveryService(repository, settings())
         try:
             started = time.perf_counter()
             await service.start()
             load_seconds = time.perf_counter() - started
-            memory = rss_mib() - rss_before
+            memory = own_rss_mib() - rss_before
             print(
                 f"index loaded {len(service.index):,} tools in {load_seconds:.1f}s "
                 f"(resident memory +{memory:,.0f} MiB)",

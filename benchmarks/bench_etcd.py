@@ -26,16 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aetcd
 import asyncpg
@@ -43,15 +39,10 @@ import orjson
 from tests.autodiscovery.etcd_server import EtcdServer
 from tests.support import TOOLREG, clean_env
 
-from omninode_bridge.embedded import start_embedded, stop_embedded
-from omninode_bridge.migrations import runner
+from benchmarks._support import Database
 from omninode_bridge.services.change_feed import CHANNEL
 
 WAIT = 10.0
-
-
-def with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
 
 
 def value(tool_id: str) -> bytes:
@@ -172,41 +163,22 @@ async def main() -> None:
     parser.add_argument("--puts", type=int, default=200, help="measured puts (default 200)")
     args = parser.parse_args()
 
-    etcd = EtcdServer()
-    data_dir: Path | None = None
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        admin = with_database(url, "postgres")
-    else:
-        data_dir = Path(tempfile.mkdtemp(prefix="toolreg-bench-etcd-", dir="/tmp"))
-        data_dir.chmod(0o755)
-        admin = (await start_embedded(data_dir, "postgres")).dsn("postgres")
-    name = f"toolreg_bench_etcd_{uuid.uuid4().hex[:8]}"
-    try:
-        conn = await asyncpg.connect(admin, timeout=30)
+    async with Database("toolreg_bench_etcd") as db:
+        conn = await asyncpg.connect(db.dsn, timeout=30)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
             version = await conn.fetchval("SHOW server_version")
         finally:
             await conn.close()
-        dsn = with_database(admin, name)
-        await runner.upgrade(dsn)
-        await etcd.start()
-        etcd_version = (await asyncio.to_thread(_etcd_version)).strip()
-        print(f"etcd {etcd_version}; PostgreSQL {version}; {os.cpu_count()} cores")
-        registered, removed = await measure(dsn, etcd, args.puts)
-        print(summary("put -> registered", registered))
-        print(summary("revoke -> removed", removed))
-    finally:
-        await etcd.close()
-        conn = await asyncpg.connect(admin, timeout=30)
+        etcd = EtcdServer()
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await etcd.start()
+            etcd_version = (await asyncio.to_thread(_etcd_version)).strip()
+            print(f"etcd {etcd_version}; PostgreSQL {version}; {os.cpu_count()} cores")
+            registered, removed = await measure(db.dsn, etcd, args.puts)
+            print(summary("put -> registered", registered))
+            print(summary("revoke -> removed", removed))
         finally:
-            await conn.close()
-        if data_dir is not None:
-            await stop_embedded(data_dir)
-            shutil.rmtree(data_dir, ignore_errors=True)
+            await etcd.close()
 
 
 def _etcd_version() -> str:

@@ -57,6 +57,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from benchmarks import _support as support
 from benchmarks import bench_api
 from benchmarks import bench_repository as repo_bench
 from omninode_bridge.migrations import runner
@@ -111,11 +112,11 @@ async def seed_owned(dsn: str, n: int, *, any_ids: bool = False) -> tuple[str, f
 
 @dataclass
 class Servers:
-    procs: dict[str, bench_api.Proc] = field(default_factory=dict)
+    procs: dict[str, support.Proc] = field(default_factory=dict)
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            bench_api.stop_process(proc)
+            support.stop_process(proc)
 
     def check(self) -> None:
         for proc in self.procs.values():
@@ -127,15 +128,15 @@ def start_servers(dsn: str, work: Path, sides: tuple[str, ...]) -> Servers:
     servers = Servers()
     try:
         for side in sides:
-            env = bench_api.clean_env(DATABASE_URL=dsn)
+            env = support.clean_env(DATABASE_URL=dsn)
             if side == "single":
                 env["TOOLREG_HEARTBEAT_BATCH_WINDOW_MS"] = "0"
-            port = bench_api.free_port()
-            command = [bench_api.TOOLREG, "serve", "--port", str(port), "--no-migrate"]
+            port = support.free_port()
+            command = [support.TOOLREG, "serve", "--port", str(port), "--no-migrate"]
             command += ["--log-level", "warning"]
-            servers.procs[side] = bench_api.start_process(side, command, env, port, work)
+            servers.procs[side] = support.start_process(side, command, env, port, work)
         for proc in servers.procs.values():
-            bench_api.wait_ready(proc)
+            support.wait_ready(proc)
     except BaseException:
         servers.stop()
         raise
@@ -165,7 +166,7 @@ class HttpResult:
         )
 
 
-def bench_http(args: argparse.Namespace, server: repo_bench.Server, work: Path) -> HttpResult:
+def bench_http(args: argparse.Namespace, server: support.Server, work: Path) -> HttpResult:
     name = f"toolreg_hb_http_{uuid.uuid4().hex[:8]}"
     dsn = asyncio.run(server.create(name))
     print(f"part 1: seeding {args.tools:,} tools...", flush=True)
@@ -173,16 +174,16 @@ def bench_http(args: argparse.Namespace, server: repo_bench.Server, work: Path) 
     print(f"  seeded in {seconds:.1f} s", flush=True)
     servers = start_servers(dsn, work, SIDES)
     try:
-        path = f"/v1/tools/{bench_api.tool_id(0)}/heartbeat"
+        path = f"/v1/tools/{support.tool_id(0)}/heartbeat"
         for proc in servers.procs.values():
-            assert bench_api.request(proc.url, "POST", path, token)[0] == 204, proc.name
-            assert bench_api.request(proc.url, "POST", path)[0] == 401, proc.name
+            assert support.request(proc.url, "POST", path, token)[0] == 204, proc.name
+            assert support.request(proc.url, "POST", path)[0] == 401, proc.name
         client = args.client
         if client == "auto":
             client = "wrk" if shutil.which("wrk") else "python"
         script = work / "bench_api.lua"
         script.write_text(bench_api.WRK_SCRIPT)
-        postmaster = asyncio.run(bench_api.find_postmaster(dsn))
+        postmaster = asyncio.run(support.find_postmaster(dsn))
         spec = bench_api.LoadSpec(
             client, args.connections, args.threads, args.tools, token, script, postmaster
         )
@@ -191,7 +192,7 @@ def bench_http(args: argparse.Namespace, server: repo_bench.Server, work: Path) 
             f"{args.rounds} rounds alternating after a {args.warmup:g} s warm-up",
             flush=True,
         )
-        print(bench_api.machine_load("before"), flush=True)
+        print(support.machine_load("before"), flush=True)
         for side in SIDES:
             proc = servers.procs[side]
             bench_api.run_load(spec, proc.url, "heartbeat", args.warmup, proc.process.pid)
@@ -204,7 +205,7 @@ def bench_http(args: argparse.Namespace, server: repo_bench.Server, work: Path) 
                 )
                 result.runs[side].append(load)
                 print(f"  round {round_no} {side:<9} {bench_api.describe(load)}", flush=True)
-        print(bench_api.machine_load("after"), flush=True)
+        print(support.machine_load("after"), flush=True)
         servers.check()
         return result
     finally:
@@ -293,12 +294,7 @@ async def paced_batches(
     return rows, elapsed, max_lag, latencies, errors
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values) or [0.0]
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-def bench_sustained(args: argparse.Namespace, server: repo_bench.Server, work: Path) -> Sustained:
+def bench_sustained(args: argparse.Namespace, server: support.Server, work: Path) -> Sustained:
     name = f"toolreg_hb_scale_{uuid.uuid4().hex[:8]}"
     dsn = asyncio.run(server.create(name))
     print(f"part 2: seeding {args.scale_tools:,} tools...", flush=True)
@@ -317,13 +313,13 @@ def bench_sustained(args: argparse.Namespace, server: repo_bench.Server, work: P
             f"{args.scale_seconds:g} s, at most {args.scale_clients} in flight",
             flush=True,
         )
-        print(bench_api.machine_load("before"), flush=True)
+        print(support.machine_load("before"), flush=True)
         before = asyncio.run(repo_bench.flushed_hot_counters(dsn))
         rows, seconds, lag, latencies, errors = asyncio.run(
             paced_batches(url, token, ids, rate, args.scale_seconds, args.batch, args.scale_clients)
         )
         after = asyncio.run(repo_bench.flushed_hot_counters(dsn))
-        print(bench_api.machine_load("after"), flush=True)
+        print(support.machine_load("after"), flush=True)
         servers.check()
         hot, _ = repo_bench.hot_share(before, after)
         result = Sustained(
@@ -333,8 +329,8 @@ def bench_sustained(args: argparse.Namespace, server: repo_bench.Server, work: P
             rows=rows,
             seconds=seconds,
             max_lag_s=lag,
-            p50_ms=pct(latencies, 50) * 1000,
-            p99_ms=pct(latencies, 99) * 1000,
+            p50_ms=support.pct(latencies or [0.0], 50) * 1000,
+            p99_ms=support.pct(latencies or [0.0], 99) * 1000,
             hot_share=hot,
             errors=errors,
             planned_seconds=args.scale_seconds,
@@ -429,7 +425,7 @@ async def heartbeat_passes(dsn: str, ids: list[str], passes: int, clients: int) 
         await pool.close()
 
 
-async def bench_hot(args: argparse.Namespace, server: repo_bench.Server) -> list[HotResult]:
+async def bench_hot(args: argparse.Namespace, server: support.Server) -> list[HotResult]:
     base = f"toolreg_hb_hot_{uuid.uuid4().hex[:8]}"
     dsn = await server.create(base)
     print(f"part 3: seeding {args.hot_tools:,} tools...", flush=True)
@@ -532,7 +528,7 @@ def targets_table(http: HttpResult | None, sustained: Sustained | None) -> tuple
 
 
 def main_run(args: argparse.Namespace) -> int:
-    server = repo_bench.Server()
+    server = support.Server()
     asyncio.run(server.start())
     http = sustained = None
     hot: list[HotResult] = []

@@ -56,10 +56,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -67,53 +65,11 @@ from prometheus_client import CollectorRegistry
 from tests.liveness.health_server import HealthServer
 from tests.liveness.servers import ServerProcess, leader_gauge, parse_log, spawn, stop
 
-from omninode_bridge.embedded import start_embedded, stop_embedded
+from benchmarks._support import Database
 from omninode_bridge.liveness import HealthChecker, LivenessMetrics, make_check_client
-from omninode_bridge.migrations import runner
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
-
-
-def with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
-
-
-class Database:
-    """A throwaway database: on DATABASE_URL's server, or on a fresh embedded one."""
-
-    def __init__(self) -> None:
-        self.url = os.environ.get("DATABASE_URL") or None
-        self.data_dir: Path | None = None
-        self.name = f"toolreg_bench_live_{uuid.uuid4().hex[:8]}"
-        self.dsn = ""
-
-    async def __aenter__(self) -> Database:
-        if self.url:
-            conn = await asyncpg.connect(with_database(self.url, "postgres"), timeout=30)
-            try:
-                await conn.execute(f'CREATE DATABASE "{self.name}"')
-            finally:
-                await conn.close()
-            self.dsn = with_database(self.url, self.name)
-        else:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="toolreg-bench-", dir="/tmp"))
-            self.data_dir.chmod(0o755)
-            server = await start_embedded(self.data_dir, self.name)
-            self.dsn = server.dsn(self.name)
-        await runner.upgrade(self.dsn)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.url:
-            conn = await asyncpg.connect(with_database(self.url, "postgres"), timeout=30)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-        elif self.data_dir is not None:
-            await stop_embedded(self.data_dir)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 class HealthProcess:
@@ -193,6 +149,11 @@ async def bench_checks(dsn: str, tools: int, passes: int) -> list[str]:
     ]
 
 
+def ms(values: list[float]) -> str:
+    """``median ... ms, max ... ms`` of seconds."""
+    return f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms"
+
+
 async def find_leader(http: httpx.AsyncClient, servers: list[ServerProcess]) -> ServerProcess:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -227,9 +188,6 @@ async def bench_takeover(dsn: str, rounds: int, logs: Path) -> list[str]:
     finally:
         for server in servers:
             stop(server)
-
-    def ms(values: list[float]) -> str:
-        return f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms"
 
     return [
         f"leader takeover after SIGKILL, {rounds} rounds, default intervals "
@@ -284,9 +242,6 @@ async def bench_sigstop(dsn: str, rounds: int, logs: Path) -> list[str]:
     finally:
         for server in servers:
             stop(server)
-
-    def ms(values: list[float]) -> str:
-        return f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms"
 
     return [
         f"leader takeover after SIGSTOP, {rounds} rounds, 3 replicas, 1 s intervals, "
@@ -381,7 +336,7 @@ async def main_async(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     logs = Path(tempfile.mkdtemp(prefix="toolreg-bench-live-logs-", dir="/tmp"))
     try:
-        async with Database() as db:
+        async with Database("toolreg_bench_live") as db:
             conn = await asyncpg.connect(db.dsn, timeout=30)
             try:
                 print(f"server: {await conn.fetchval('SELECT version()')}", flush=True)

@@ -15,7 +15,7 @@ One real ``toolreg serve`` on 127.0.0.1 with default settings but active
 checks off (``TOOLREG_CHECK_INTERVAL_SECONDS=3600``: the seeded health
 endpoints resolve nowhere, and tools turning critical mid-run would change
 what ``search_tools`` answers), on ``--tools`` realistic registrations
-(``bench_api.prepare``: about 1 KB each, 3 of 8 operations) plus ``--servers``
+(``_support.prepare``: about 1 KB each, 3 of 8 operations) plus ``--servers``
 tools with an ``mcp`` endpoint (MCP servers for ``/v0.1``).
 
 0. **call_tool over MCP against route_request called directly.** A real local
@@ -81,20 +81,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from tests.services.discovery.tool_server import ToolProcess
 
-from benchmarks.bench_api import (
-    HOST,
-    TOOLREG,
+from benchmarks._support import (
     Database,
-    clean_env,
-    free_port,
     machine_load,
+    pct,
     prepare,
-    start_process,
+    serve,
     stop_process,
     tool_id,
-    wait_ready,
 )
-from benchmarks.bench_attack import pct
 from omninode_bridge.services import (
     PostgresClient,
     ToolDiscoveryService,
@@ -361,16 +356,8 @@ async def run(args: argparse.Namespace) -> int:
     failed = False
     try:
         token = await prepare(dsn, args.tools)
-        port = free_port()
-        proc = start_process(
-            "registry",
-            [TOOLREG, "serve", "--port", str(port), "--log-level", "warning"],
-            clean_env(DATABASE_URL=dsn, TOOLREG_CHECK_INTERVAL_SECONDS="3600"),
-            port,
-            logs,
-        )
-        wait_ready(proc)
-        base = f"http://{HOST}:{port}"
+        proc = serve(dsn, logs, "registry", TOOLREG_CHECK_INTERVAL_SECONDS="3600")
+        base = proc.url
         auth = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             for i in range(args.servers):

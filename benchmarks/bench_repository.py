@@ -40,25 +40,22 @@ import itertools
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 
-from omninode_bridge.embedded import start_embedded, stop_embedded
+from benchmarks._support import COMMON, RARE, Server, tool_payload
 from omninode_bridge.migrations import runner
-from omninode_bridge.models import ModelToolRegistrationCreate, NodeType
+from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.tool_registration_repository import Q
 from omninode_bridge.settings import Settings
@@ -67,65 +64,11 @@ HB_INDEX = "idx_tool_registrations_last_heartbeat"
 SEED_BATCH = 1000
 HEARTBEAT_BATCH = 1000
 CONCURRENCY = 8
-RARE = ("operations", ["transcode"])  # about 1% of the tools
-COMMON = ("operations", ["read"])  # about 50% of the tools
-OTHER_OPERATIONS = [
-    "write",
-    "list",
-    "delete",
-    "stat",
-    "search",
-    "validate",
-    "convert",
-    "compress",
-    "hash",
-    "sign",
-    "verify",
-    "encrypt",
-    "decrypt",
-    "render",
-    "index",
-    "summarize",
-    "classify",
-    "translate",
-]
-FORMATS = ["json", "yaml", "csv", "parquet", "xml", "pdf", "png", "txt", "md", "avro"]
-TEAMS = ["platform", "data", "ml", "search", "media", "security", "infra", "billing"]
-NODE_TYPES = [NodeType.EFFECT, NodeType.COMPUTE, NodeType.REDUCER, NodeType.ORCHESTRATOR]
 
 Call = Callable[[int], Awaitable[int]]  # gets a call number, returns the units it did
 
 
 # -- the data ------------------------------------------------------------------
-
-
-def tool_payload(rng: random.Random, tool_id: str) -> dict[str, Any]:
-    """A realistic registration: 1-7 operations, formats, limits, endpoints, metadata."""
-    operations = rng.sample(OTHER_OPERATIONS, rng.randint(1, 5))
-    if rng.random() < 0.5:
-        operations.insert(0, "read")
-    if rng.random() < 0.01:
-        operations.append("transcode")
-    host = f"http://{tool_id}.tools.svc.cluster.local:8080"
-    return {
-        "tool_id": tool_id,
-        "node_type": rng.choices(NODE_TYPES, weights=[4, 4, 1, 1])[0],
-        "capabilities": {
-            "operations": operations,
-            "formats": rng.sample(FORMATS, rng.randint(1, 4)),
-            "max_file_size": rng.choice([1_000_000, 5_000_000, 10_000_000, 50_000_000]),
-            "streaming": rng.random() < 0.3,
-            "version": f"{rng.randint(1, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
-        },
-        "endpoints": {op: f"{host}/v1/{op}" for op in operations},
-        "metadata": {
-            "owner": rng.choice(TEAMS),
-            "region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
-            "tags": rng.sample(["beta", "gpu", "batch", "realtime", "internal", "pii"], 2),
-            "description": f"{operations[0]} tool #{tool_id[-6:]} maintained by the team",
-        },
-        "health_endpoint": f"{host}/health",
-    }
 
 
 def make_models(rng: random.Random, ids: Sequence[str]) -> list[ModelToolRegistrationCreate]:
@@ -361,63 +304,6 @@ async def compare(
 
 
 # -- databases -----------------------------------------------------------------
-
-
-def with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
-
-
-class Server:
-    """The server the benchmark runs on: DATABASE_URL's, or a fresh embedded one."""
-
-    def __init__(self) -> None:
-        self.url = os.environ.get("DATABASE_URL") or None
-        self.data_dir: Path | None = None
-        self.admin_dsn = ""
-        self.created: list[str] = []
-
-    async def start(self) -> None:
-        if self.url:
-            host = urlsplit(self.url).hostname
-            if host not in (None, "", "localhost", "127.0.0.1", "::1"):
-                print(f"warning: DATABASE_URL host {host} is not loopback", file=sys.stderr)
-            self.admin_dsn = with_database(self.url, "postgres")
-            return
-        self.data_dir = Path(tempfile.mkdtemp(prefix="toolreg-bench-", dir="/tmp"))
-        self.data_dir.chmod(0o755)
-        server = await start_embedded(self.data_dir, "postgres")
-        self.admin_dsn = server.dsn("postgres")
-
-    async def admin(self, sql: str) -> Any:
-        conn = await asyncpg.connect(self.admin_dsn, timeout=30)
-        try:
-            return await conn.fetchval(sql)
-        finally:
-            await conn.close()
-
-    async def create(self, name: str, template: str | None = None) -> str:
-        if template is None:
-            await self.admin(f'CREATE DATABASE "{name}"')
-        else:
-            version = int(await self.admin("SHOW server_version_num"))
-            strategy = " STRATEGY FILE_COPY" if version >= 150000 else ""
-            await self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
-        self.created.append(name)
-        return with_database(self.admin_dsn, name)
-
-    async def drop(self, name: str) -> None:
-        await self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.remove(name)
-
-    async def stop(self) -> None:
-        for name in list(self.created):
-            try:
-                await self.drop(name)
-            except (OSError, asyncpg.PostgresError) as exc:
-                print(f"warning: could not drop {name}: {exc}", file=sys.stderr)
-        if self.data_dir is not None:
-            await stop_embedded(self.data_dir)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 async def sql(dsn: str, statement: str, *args: Any) -> Any:

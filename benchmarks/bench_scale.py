@@ -8,7 +8,7 @@ Run from the repository root::
 
 With ``DATABASE_URL`` set it creates a throwaway database on that server;
 otherwise it starts the embedded PostgreSQL in a fresh data dir under /tmp
-(both through ``bench_repository.Server``) and removes it after.
+(both through ``_support.Server``) and removes it after.
 
 :func:`seed` writes ``--tools`` realistic tools (``bench_repository``'s
 ``tool_payload``) with ``COPY`` and reports the time; then each section runs
@@ -48,15 +48,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from benchmarks.bench_repository import (
-    COMMON,
-    OTHER_OPERATIONS,
-    RARE,
-    Server,
-    source_revision,
-    sql,
-    tool_payload,
-)
+from benchmarks._support import COMMON, OTHER_OPERATIONS, RARE, Server, pct, tool_payload
+from benchmarks.bench_repository import source_revision, sql
 from omninode_bridge.migrations import runner
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import (
@@ -98,7 +91,7 @@ async def seed(dsn: str, n: int) -> float:
     """Migrate ``dsn`` and write ``n`` realistic tools (heartbeat now) with COPY.
 
     Returns the seconds taken, ``VACUUM ANALYZE`` included. The tools are
-    ``bench_repository.tool_payload``'s, ids ``scale-tool-0000000`` up; no
+    ``_support.tool_payload``'s, ids ``scale-tool-0000000`` up; no
     change-feed events are written (the index loads from the table).
     """
     await runner.upgrade(dsn)
@@ -156,11 +149,6 @@ def rss_bytes() -> int:
     """This process's resident set size now (not the peak)."""
     with open("/proc/self/statm", encoding="ascii") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize()
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def settings() -> Settings:
@@ -255,7 +243,7 @@ async def index_latency(ctx: Context, service: ToolDiscoveryService) -> None:
 
     await per_call_us(2000, pick)  # warm-up
     us = await per_call_us(calls, pick)
-    p50, p99 = percentile(us, 0.5), percentile(us, 0.99)
+    p50, p99 = pct(us, 50), pct(us, 99)
     ctx.add(
         f"routing decision (ToolIndex.pick) p50 / p99, {calls:,} calls",
         f"{p50:.2f} / {p99:.2f} µs",
@@ -282,7 +270,7 @@ async def index_latency(ctx: Context, service: ToolDiscoveryService) -> None:
         return await service.discover_tool("scale-hot")
 
     us = await per_call_us(min(calls, 50_000), hot_call)
-    p50, p99 = percentile(us, 0.5), percentile(us, 0.99)
+    p50, p99 = pct(us, 50), pct(us, 99)
     ctx.add(
         "discover_tool p50 / p99, registration in the LRU",
         f"{p50:.2f} / {p99:.2f} µs",
@@ -292,7 +280,7 @@ async def index_latency(ctx: Context, service: ToolDiscoveryService) -> None:
     misses = service.registrations.misses
     us = await per_call_us(5000, service.discover_tool)
     share = (service.registrations.misses - misses) / 5000
-    p50, p99 = percentile(us, 0.5), percentile(us, 0.99)
+    p50, p99 = pct(us, 50), pct(us, 99)
     ctx.add(
         f"discover_tool p50 / p99, random operations ({share:.0%} LRU misses: one query by id)",
         f"{p50:.1f} / {p99:.1f} µs",
@@ -323,7 +311,7 @@ async def visibility(
                 await service.wait_for_update()
         latencies.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(0.005)
-    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    p50, p99 = pct(latencies, 50), pct(latencies, 99)
     ctx.add(
         f"registration visible to discovery p50 / p99 ({samples} samples)",
         f"{p50:.1f} / {p99:.1f} ms",

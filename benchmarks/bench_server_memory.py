@@ -17,7 +17,7 @@ Phases, each with the server's ``VmRSS`` and ``VmHWM`` (``/proc/<pid>/status``):
 1. **empty**: ``toolreg serve`` on the migrated database with no tools, once
    its live view and discovery index answer (a Consul read and a discover);
 2. **loaded**: the database seeded with ``--tools`` realistic registrations
-   (``bench_repository.tool_payload``; ``bench_scale.seed`` when that module
+   (``_support.tool_payload``; ``bench_scale.seed`` when that module
    exists), a new ``toolreg serve``, timed from its start until
    ``GET /v1/catalog/services`` answers 200 (the live view is loaded) and
    ``GET /v1/discover/read`` answers 200 (the discovery index is);
@@ -37,10 +37,8 @@ import asyncio
 import contextlib
 import importlib
 import random
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,20 +47,16 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from benchmarks.bench_api import (
-    HOST,
-    TOOLREG,
+from benchmarks._support import (
     Database,
     Proc,
-    clean_env,
-    free_port,
     machine_load,
-    start_process,
+    raise_open_files,
+    run_in_work_dir,
+    serve,
     stop_process,
-    wait_ready,
+    tool_payload,
 )
-from benchmarks.bench_consul import raise_open_files
-from benchmarks.bench_repository import tool_payload
 
 TARGET_BYTES = 1_500_000_000
 SERVICE = "transcode"  # about 1% of bench_repository's tools declare it
@@ -159,15 +153,9 @@ class Phase:
 
 
 def start_server(dsn: str, work: Path, name: str) -> Proc:
-    port = free_port()
-    command = [TOOLREG, "serve", "--host", HOST, "--port", str(port), "--no-migrate"]
-    command += ["--log-level", "warning"]
     # Tools that heartbeat stay fresh: seeded ones would go stale after the default TTL and
     # the liveness leader would mark a million of them (not what this measures).
-    env = clean_env(DATABASE_URL=dsn, TOOLREG_TTL_SECONDS=TTL, TOOLREG_RETENTION_SECONDS=RETENTION)
-    proc = start_process(name, command, env, port, work)
-    wait_ready(proc)
-    return proc
+    return serve(dsn, work, name, TOOLREG_TTL_SECONDS=TTL, TOOLREG_RETENTION_SECONDS=RETENTION)
 
 
 async def until_loaded(proc: Proc, timeout: float) -> float:
@@ -197,7 +185,13 @@ async def clients(proc: Proc, sse: int, blocked: int) -> tuple[Memory, str]:
     limits = httpx.Limits(max_connections=sse + blocked + 10, max_keepalive_connections=0)
     timeout = httpx.Timeout(CLIENT_TIMEOUT, read=None)
     async with httpx.AsyncClient(base_url=proc.url, limits=limits, timeout=timeout) as http:
+        # A view that lost its feed under the load's CPU pressure answers 503 while it
+        # resumes: wait for it, as a Consul client's retry would.
+        deadline = time.perf_counter() + CLIENT_TIMEOUT
         first = await http.get(f"/v1/health/service/{SERVICE}")
+        while first.status_code == 503 and time.perf_counter() < deadline:
+            await asyncio.sleep(1)
+            first = await http.get(f"/v1/health/service/{SERVICE}")
         first.raise_for_status()
         index = first.headers["X-Consul-Index"]
         instances = len(first.json())
@@ -358,15 +352,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup in benchmark()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    with tempfile.TemporaryDirectory(prefix="toolreg-memory-bench-", dir="/tmp") as tmp:
-        phases, ready, seeded = benchmark(args, Path(tmp))
+    phases, ready, seeded = run_in_work_dir("toolreg-memory-bench-", benchmark, args)
     summary, ok = report(phases, args.tools, ready, seeded)
     print()
     print(summary)

@@ -152,7 +152,10 @@ async def test_multi_host_url_connects_to_the_host_that_answers(
     dsn = _with_a_dead_host_first(db_dsn)
     async with PostgresClient(test_settings, dsn=dsn) as client:
         assert await client.fetchval("SELECT NOT pg_is_in_recovery()") is True
-        assert client.where.count(":") == 2  # both hosts named, no password
+        # Both hosts named (a TCP host:port, or a Unix socket's path), and no password.
+        hosts = client.where.split(" (database ")[0].split(",")
+        assert len(hosts) == 2 and hosts[0].startswith(("/nonexistent-toolreg", "127.0.0.1:"))
+        assert "@" not in client.where
         assert (await client.health_check())["status"] == "healthy"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -48,19 +48,19 @@ RETRY_AFTER_SECONDS = 5
 class FieldError(BaseModel):
     """One offending field: its dotted path and what is wrong with it."""
 
-    field: str
-    message: str
+    field: str = Field(description="Dotted path of the field (`endpoints.stamp`, `body`...).")
+    message: str = Field(description="What is wrong with it.")
 
 
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    errors: list[FieldError] | None = None
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str = Field(description="The kind of problem, in words (the same for every instance).")
+    status: int = Field(description="The HTTP status.")
+    detail: str | None = Field(default=None, description="This occurrence, in words.")
+    instance: str | None = Field(default=None, description="The request path.")
+    errors: list[FieldError] | None = Field(default=None, description="422: every offending field.")
 
 
 def problem_response(

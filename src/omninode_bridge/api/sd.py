@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.consul.routes import live_view
 from omninode_bridge.api.routes.common import State, problems
@@ -76,7 +77,10 @@ def target_group(
 @router.get(
     "/prometheus",
     responses={
-        200: {"description": "Target groups in http_sd_configs format"},
+        200: {
+            "description": "Target groups in http_sd_configs format",
+            **examples.content(examples.PROMETHEUS_TARGETS),
+        },
         **problems(401, 422),
     },
 )

@@ -187,8 +187,55 @@ def _json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     )
 
 
+# The JSON Schema of each rule states what its validator enforces that JSON Schema
+# can say (documentation only: the validators above decide, with their messages).
+# The URL pattern is necessary, not sufficient: the host rule is in the description.
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f]+$"
+OPERATION_PATTERN = _OPERATION.pattern
+
 ToolId = Annotated[str, Field(min_length=1, max_length=255, pattern=TOOL_ID_PATTERN)]
-EndpointUrl = Annotated[str, AfterValidator(_endpoint_url)]
-HealthUrl = Annotated[str, AfterValidator(_health_url)]
-Endpoints = Annotated[dict[str, EndpointUrl], AfterValidator(_check_endpoints)]
+EndpointUrl = Annotated[
+    str,
+    AfterValidator(_endpoint_url),
+    Field(json_schema_extra={"maxLength": ENDPOINT_MAX_LENGTH, "pattern": URL_PATTERN}),
+]
+HealthUrl = Annotated[
+    str,
+    AfterValidator(_health_url),
+    Field(json_schema_extra={"maxLength": HEALTH_ENDPOINT_MAX_LENGTH, "pattern": URL_PATTERN}),
+]
+Endpoints = Annotated[
+    dict[str, EndpointUrl],
+    AfterValidator(_check_endpoints),
+    Field(
+        json_schema_extra={
+            "maxProperties": MAX_ENDPOINTS,
+            "propertyNames": {"pattern": OPERATION_PATTERN},
+        }
+    ),
+]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+
+# Each registration field's description, shared by the submitted and stored models.
+TOOL_ID_DESCRIPTION = (
+    "The tool's unique id: 1-255 letters, digits and . _ : @ - (starting with a letter or digit)."
+)
+NODE_TYPE_DESCRIPTION = "The ONEX node type (case-insensitive on input, stored lower-case)."
+_SIZES = (
+    f"a JSON object of at most {DEFAULT_MAX_JSON_BYTES} bytes (TOOLREG_MAX_JSON_BYTES) "
+    f"nested at most {DEFAULT_MAX_DEPTH} levels; capabilities, endpoints and metadata "
+    f"together at most {DEFAULT_MAX_REGISTRATION_BYTES} bytes (TOOLREG_MAX_REGISTRATION_BYTES)"
+)
+CAPABILITIES_DESCRIPTION = (
+    "What the tool can do: its `operations` list is what discovery routes by; " + _SIZES + "."
+)
+ENDPOINTS_DESCRIPTION = (
+    f"Operation name to the absolute http(s) URL that serves it: at most {MAX_ENDPOINTS} "
+    "entries, names of 1-128 letters, digits and . _ : @ / - (starting with a letter or "
+    f"digit), URLs of at most {ENDPOINT_MAX_LENGTH} characters naming a host."
+)
+METADATA_DESCRIPTION = "Free-form data for the tool's owners (version, team...): " + _SIZES + "."
+HEALTH_ENDPOINT_DESCRIPTION = (
+    "The absolute http(s) URL the registry's active health checks call, at most "
+    f"{HEALTH_ENDPOINT_MAX_LENGTH} characters, naming a host; null: no active checks."
+)

@@ -58,8 +58,10 @@ class ToolQuery(BaseModel):
 class ModelToolRegistrationPage(BaseModel):
     """One page of registrations; ``next_cursor`` is ``None`` on the last page."""
 
-    items: list[ModelToolRegistration]
-    next_cursor: str | None = None
+    items: list[ModelToolRegistration] = Field(description="The page's tools, by tool_id.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass back as `cursor` for the next page; null on the last."
+    )
 
 
 class ChangeKind(StrEnum):
@@ -91,13 +93,21 @@ class ChangeEvent(BaseModel):
     ``critical``, ``passing``, ``stale`` and ``healthy``).
     """
 
-    cursor: str
-    kind: ChangeKind
-    tool_id: str
-    registration_id: UUID | None = None
-    occurred_at: UtcTimestamp
-    registration: ModelToolRegistration | None = None
-    reason: str | None = None
+    cursor: str = Field(description="Opaque, increasing in feed order: resume after it.")
+    kind: ChangeKind = Field(description="What happened.")
+    tool_id: str = Field(description="The tool it happened to.")
+    registration_id: UUID | None = Field(
+        default=None, description="The registration row's id, when there is one."
+    )
+    occurred_at: UtcTimestamp = Field(description="When it happened (database clock, UTC).")
+    registration: ModelToolRegistration | None = Field(
+        default=None,
+        description="The row after the change (before it, for deleted); null for liveness "
+        "transitions.",
+    )
+    reason: str | None = Field(
+        default=None, description="Why, in words (who deleted it, which check failed...)."
+    )
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

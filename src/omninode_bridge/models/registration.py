@@ -13,6 +13,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from omninode_bridge.models.fields import (
+    CAPABILITIES_DESCRIPTION,
+    ENDPOINTS_DESCRIPTION,
+    HEALTH_ENDPOINT_DESCRIPTION,
+    METADATA_DESCRIPTION,
+    NODE_TYPE_DESCRIPTION,
+    TOOL_ID_DESCRIPTION,
     Endpoints,
     HealthUrl,
     JsonObject,
@@ -36,12 +42,12 @@ class ModelToolRegistrationCreate(BaseModel):
 
     model_config = _STRICT
 
-    tool_id: ToolId
-    node_type: NodeType
-    capabilities: JsonObject = Field(default_factory=dict)
-    endpoints: Endpoints = Field(default_factory=dict)
-    metadata: JsonObject = Field(default_factory=dict)
-    health_endpoint: HealthUrl | None = None
+    tool_id: ToolId = Field(description=TOOL_ID_DESCRIPTION)
+    node_type: NodeType = Field(description=NODE_TYPE_DESCRIPTION)
+    capabilities: JsonObject = Field(default_factory=dict, description=CAPABILITIES_DESCRIPTION)
+    endpoints: Endpoints = Field(default_factory=dict, description=ENDPOINTS_DESCRIPTION)
+    metadata: JsonObject = Field(default_factory=dict, description=METADATA_DESCRIPTION)
+    health_endpoint: HealthUrl | None = Field(default=None, description=HEALTH_ENDPOINT_DESCRIPTION)
 
     @model_validator(mode="after")
     def _bounded(self) -> ModelToolRegistrationCreate:
@@ -49,6 +55,10 @@ class ModelToolRegistrationCreate(BaseModel):
             capabilities=self.capabilities, endpoints=self.endpoints, metadata=self.metadata
         )
         return self
+
+
+_KEEP = " Left out: unchanged; null is refused."
+_REPLACED = " Replaced whole." + _KEEP
 
 
 class ModelToolRegistrationUpdate(BaseModel):
@@ -60,11 +70,15 @@ class ModelToolRegistrationUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=False)
 
-    node_type: NodeType | None = None
-    capabilities: JsonObject | None = None
-    endpoints: Endpoints | None = None
-    metadata: JsonObject | None = None
-    health_endpoint: HealthUrl | None = None
+    node_type: NodeType | None = Field(default=None, description=NODE_TYPE_DESCRIPTION + _KEEP)
+    capabilities: JsonObject | None = Field(
+        default=None, description=CAPABILITIES_DESCRIPTION + _REPLACED
+    )
+    endpoints: Endpoints | None = Field(default=None, description=ENDPOINTS_DESCRIPTION + _REPLACED)
+    metadata: JsonObject | None = Field(default=None, description=METADATA_DESCRIPTION + _REPLACED)
+    health_endpoint: HealthUrl | None = Field(
+        default=None, description=HEALTH_ENDPOINT_DESCRIPTION + " Left out: unchanged."
+    )
 
     @field_validator("node_type", "capabilities", "endpoints", "metadata", mode="before")
     @classmethod
@@ -93,17 +107,23 @@ class ModelToolRegistration(BaseModel):
 
     model_config = ConfigDict(extra="ignore", from_attributes=True)
 
-    id: UUID
-    tool_id: str
-    node_type: NodeType
-    capabilities: dict[str, Any] = Field(default_factory=dict)
-    endpoints: dict[str, str] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    health_endpoint: str | None = None
-    last_heartbeat: UtcTimestamp | None = None
+    id: UUID = Field(description="The registration row's id.")
+    tool_id: str = Field(description=TOOL_ID_DESCRIPTION)
+    node_type: NodeType = Field(description=NODE_TYPE_DESCRIPTION)
+    capabilities: dict[str, Any] = Field(default_factory=dict, description=CAPABILITIES_DESCRIPTION)
+    endpoints: dict[str, str] = Field(default_factory=dict, description=ENDPOINTS_DESCRIPTION)
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DESCRIPTION)
+    health_endpoint: str | None = Field(default=None, description=HEALTH_ENDPOINT_DESCRIPTION)
+    last_heartbeat: UtcTimestamp | None = Field(
+        default=None, description="The last heartbeat (database clock, UTC); null: never."
+    )
     # Nullable in the guide's schema; every write path of this package sets them.
-    registered_at: UtcTimestamp | None = None
-    updated_at: UtcTimestamp | None = None
+    registered_at: UtcTimestamp | None = Field(
+        default=None, description="When this registration was created (UTC)."
+    )
+    updated_at: UtcTimestamp | None = Field(
+        default=None, description="When this registration last changed (UTC)."
+    )
 
     @property
     def heartbeat_age_seconds(self) -> float | None:

@@ -25,7 +25,9 @@ class ToolHealthSummary(BaseModel):
     check_since: UtcTimestamp | None = Field(
         default=None, description="When the check status last changed."
     )
-    last_checked_at: UtcTimestamp | None = None
+    last_checked_at: UtcTimestamp | None = Field(
+        default=None, description="When an active check last ran; null: never."
+    )
 
 
 class ModelToolRegistrationWithHealth(ModelToolRegistration):
@@ -35,4 +37,4 @@ class ModelToolRegistrationWithHealth(ModelToolRegistration):
     (``get_registration_with_health`` in tool_registrations.sql).
     """
 
-    health: ToolHealthSummary
+    health: ToolHealthSummary = Field(description="Its health now.")

@@ -27,8 +27,10 @@ clients hold no database connection and one change wakes them all at once.
   never goes down while the view follows the feed, and it changes whenever
   an answer built from that key's tools may change.
 
-While the hub is not following, :attr:`current` is false and the view
-reloads once it follows again.
+While the hub is not following, :attr:`current` is false; once it follows
+again the view resumes after the last event it applied (a lag or an outage
+costs no reload). It loads everything again only when the feed no longer
+holds that cursor (``ResyncRequiredError``) or applying an event failed.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from omninode_bridge.errors import OmniNodeBridgeError, QueryTimeoutError, RegistryUnavailableError
+from omninode_bridge.errors import (
+    OmniNodeBridgeError,
+    QueryTimeoutError,
+    RegistryUnavailableError,
+    ResyncRequiredError,
+)
 from omninode_bridge.models import ChangeEvent, ChangeKind, ModelToolRegistration
 from omninode_bridge.services.cursors import FeedPosition
 from omninode_bridge.services.feed_hub import FeedHub
@@ -124,22 +131,37 @@ class LiveView:
 
     async def _run(self) -> None:
         failing = False  # log once per outage, not at every retry
+        cursor: str | None = None  # where following resumes; None: load everything first
         while True:
             try:
-                cursor = await self._load()
+                if cursor is None:
+                    cursor = await self._load()
+                self.current = True
                 if failing:
                     failing = False
                     logger.info("live view is current again")
                 async for event in self.hub.subscribe(cursor):
                     self._apply(event)
+                    cursor = event.cursor
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # feed lost, lagged, database away: reload when back
+            except ResyncRequiredError as exc:  # the feed no longer has the cursor
                 self.current = False
-                if not isinstance(exc, OmniNodeBridgeError):
-                    logger.error("live view failed; reloading", exc_info=exc)
-                elif not failing:
-                    logger.warning("live view stopped following (%s); reloading", exc)
+                cursor = None
+                logger.warning("live view fell out of the feed (%s); reloading", exc)
+                failing = True
+            except OmniNodeBridgeError as exc:  # feed lost or lagged, database away
+                # Events stay in the feed: resume after the last one applied, rather than
+                # reload a large registry (and hold it twice) for a moment's outage.
+                self.current = False
+                if not failing:
+                    logger.warning("live view stopped following (%s); resuming", exc)
+                failing = True
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception as exc:
+                self.current = False
+                cursor = None
+                logger.error("live view failed; reloading", exc_info=exc)
                 failing = True
                 await asyncio.sleep(RETRY_SECONDS)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.models import ModelToolRegistration
@@ -19,7 +20,10 @@ OperationPath = Annotated[
 ]
 
 
-@router.get("/discover/{operation}", responses=problems(401, 404, 422))
+@router.get(
+    "/discover/{operation}",
+    responses={**examples.answer(examples.REGISTRATION), **problems(401, 404, 422)},
+)
 async def discover(operation: OperationPath, state: State, _: Reader) -> ModelToolRegistration:
     """A routable tool for ``operation``: it lists the operation, has an endpoint for it,
     heartbeats within the TTL, and is neither critical nor ejected. Successive calls
@@ -35,27 +39,34 @@ async def discover(operation: OperationPath, state: State, _: Reader) -> ModelTo
 class Verdict(BaseModel):
     """One declaring tool: routable, or the first reason it is not."""
 
-    tool_id: str
-    reason: Literal["routable", "no_endpoint", "stale", "critical", "excluded", "ejected"]
-    detail: str
-    since: UtcTimestamp | None = None
-    until: UtcTimestamp | None = None
+    tool_id: str = Field(description="The declaring tool.")
+    reason: Literal["routable", "no_endpoint", "stale", "critical", "excluded", "ejected"] = Field(
+        description="routable, or why not: no endpoint for the operation, heartbeat older "
+        "than the TTL, failing active checks, excluded, or ejected after failed calls."
+    )
+    detail: str = Field(description="The reason in words.")
+    since: UtcTimestamp | None = Field(
+        default=None, description="stale / critical: since when (UTC); left out otherwise."
+    )
+    until: UtcTimestamp | None = Field(
+        default=None, description="ejected: until when (UTC); left out otherwise."
+    )
 
 
 class Explanation(BaseModel):
     """How many tools declare the operation, how many are routable, and each one's verdict
     (the unroutable first): the members of the 404 of ``GET /v1/discover/{operation}``."""
 
-    operation: str
-    declared: int
-    routable: int
-    summary: str
-    tools: list[Verdict]
+    operation: str = Field(description="The operation asked about.")
+    declared: int = Field(description="Tools that declare it.")
+    routable: int = Field(description="Of those, the routable ones.")
+    summary: str = Field(description="The counts and reasons in one sentence.")
+    tools: list[Verdict] = Field(description="At most `limit` verdicts, the unroutable first.")
 
 
 @router.get(
     "/discover/{operation}/explain",
-    responses=problems(401, 422),
+    responses={**examples.answer(examples.EXPLANATION), **problems(401, 422)},
     response_model_exclude_none=True,  # like the 404's members: absent times left out
 )
 async def explain(

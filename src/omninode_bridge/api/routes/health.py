@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.problems import RETRY_AFTER_SECONDS
 from omninode_bridge.api.routes.common import State
 from omninode_bridge.api.schemas import Status
@@ -13,13 +14,19 @@ from omninode_bridge.api.schemas import Status
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", responses=examples.answer(examples.STATUS_OK))
 async def health() -> Status:
     """Liveness of the process; never touches the database."""
     return Status(status="ok")
 
 
-@router.get("/ready", responses={503: {"model": Status, "description": "Not ready"}})
+@router.get(
+    "/ready",
+    responses={
+        **examples.answer(examples.READY),
+        503: {"model": Status, "description": "Not ready"},
+    },
+)
 async def ready(state: State, response: Response) -> Status:
     """Readiness: the database answers and the change feed is followed.
 

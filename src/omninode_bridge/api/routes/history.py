@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.api.routes.tools import ToolIdPath
@@ -53,33 +54,40 @@ _CHECKS = {
 }
 
 
+_LANE = "heartbeat: freshness of the heartbeats; checks: the active health checks."
+_STATE = (
+    "heartbeat: fresh, stale, absent (not registered) or unknown (nothing kept before); "
+    "checks: passing, critical, unknown (not decided yet) or absent."
+)
+
+
 class Band(BaseModel):
     """One lane's state from ``start`` to ``end``."""
 
-    lane: Lane
-    state: str
-    start: UtcTimestamp
-    end: UtcTimestamp
+    lane: Lane = Field(description=_LANE)
+    state: str = Field(description=_STATE)
+    start: UtcTimestamp = Field(description="UTC.")
+    end: UtcTimestamp = Field(description="UTC.")
 
 
 class Transition(BaseModel):
     """A lane's state changed at ``at`` (the event that changed it: ``kind``, ``reason``)."""
 
-    at: UtcTimestamp
-    lane: Lane
-    previous: str
-    state: str
-    kind: ChangeKind
-    reason: str | None = None
+    at: UtcTimestamp = Field(description="When the event happened (UTC).")
+    lane: Lane = Field(description=_LANE)
+    previous: str = Field(description="The state before: " + _STATE)
+    state: str = Field(description="The state after.")
+    kind: ChangeKind = Field(description="The change-feed event that changed it.")
+    reason: str | None = Field(default=None, description="The event's reason, if it gave one.")
 
 
 class ToolTimeline(BaseModel):
     """A tool's health lanes over ``[start, end]`` and its newest feed events."""
 
-    tool_id: str
-    start: UtcTimestamp
-    end: UtcTimestamp
-    bands: list[Band]
+    tool_id: str = Field(description="The tool's id.")
+    start: UtcTimestamp = Field(description="The window's start (UTC): `hours` before `end`.")
+    end: UtcTimestamp = Field(description="The window's end: now (UTC).")
+    bands: list[Band] = Field(description="Each lane's states covering the window, in order.")
     transitions: list[Transition] = Field(description="Oldest first.")
     events: list[ChangeEvent] = Field(
         description=f"The newest {RECENT_EVENTS} events of the tool kept in the feed, newest first."
@@ -134,7 +142,10 @@ def timeline(
     )
 
 
-@router.get("/tools/{tool_id}/history", responses=problems(401, 404, 422))
+@router.get(
+    "/tools/{tool_id}/history",
+    responses={**examples.answer(examples.TIMELINE), **problems(401, 404, 422)},
+)
 async def tool_history(
     tool_id: ToolIdPath,
     state: State,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Body, Response
+
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State, json_response, problems
 from omninode_bridge.api.schemas import SearchRequest
@@ -15,9 +18,16 @@ router = APIRouter(prefix="/v1", tags=["tools"])
 @router.post(
     "/tools/search",
     response_model=ModelToolRegistrationPage,  # documents the JSON PostgreSQL builds
-    responses=problems(400, 401, 413, 422),
+    responses={**examples.answer(examples.PAGE), **problems(400, 401, 413, 422)},
 )
-async def search_tools(body: SearchRequest, state: State, _: Reader) -> Response:
+async def search_tools(
+    body: Annotated[
+        SearchRequest,
+        Body(openapi_examples=examples.body("Fresh stampers for big files", examples.SEARCH)),
+    ],
+    state: State,
+    _: Reader,
+) -> Response:
     """A page of tools matching every filter given, ordered by tool_id."""
     page = await state.repository.find_tools_json(
         capabilities=body.capabilities,

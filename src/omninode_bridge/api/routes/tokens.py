@@ -11,9 +11,10 @@ import secrets
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader, principal_of
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.errors import AuthenticationError, PermissionDeniedError
@@ -29,13 +30,17 @@ TokenName = Annotated[
 ]
 
 
+_NAME = "Unique; 1-100 letters, digits or . _ : @ - (starting with a letter or digit)."
+_SCOPE = "What it may do: read < write (register, heartbeat its own tools) < admin."
+
+
 class TokenOut(BaseModel):
     """A token as listed: never its secret."""
 
-    id: UUID
-    name: str
-    scope: Scope
-    created_at: UtcTimestamp
+    id: UUID = Field(description="The token's id.")
+    name: str = Field(description=_NAME)
+    scope: Scope = Field(description=_SCOPE)
+    created_at: UtcTimestamp = Field(description="When it was created (UTC).")
     last_used_at: UtcTimestamp | None = Field(
         default=None, description="Recorded at most once a minute per token."
     )
@@ -54,7 +59,7 @@ class TokenOut(BaseModel):
 class CreatedTokenOut(TokenOut):
     """A new token with its secret: shown this once, stored nowhere."""
 
-    secret: str
+    secret: str = Field(description="The bearer token itself: shown this once, stored nowhere.")
 
 
 class TokenCreate(BaseModel):
@@ -64,17 +69,17 @@ class TokenCreate(BaseModel):
 
     name: str | None = Field(
         default=None,
-        description="Unique; 1-100 letters, digits or . _ : @ - (default: token-XXXXXXXX).",
+        description=_NAME + " Default: token-XXXXXXXX (random).",
     )
-    scope: Scope = Scope.WRITE
+    scope: Scope = Field(default=Scope.WRITE, description=_SCOPE)
 
 
 class Whoami(BaseModel):
     """The token a request carries."""
 
-    id: UUID
-    name: str
-    scope: Scope
+    id: UUID = Field(description="The token's id.")
+    name: str = Field(description=_NAME)
+    scope: Scope = Field(description=_SCOPE)
 
 
 async def _require_admin(
@@ -93,7 +98,7 @@ async def _require_admin(
 Admin = Annotated[Principal, Depends(_require_admin)]
 
 
-@router.get("/tokens/me", responses=problems(401))
+@router.get("/tokens/me", responses={**examples.answer(examples.WHOAMI), **problems(401)})
 async def whoami(principal: Reader) -> Whoami:
     """The name and scope of the bearer token sent (401 without one)."""
     if principal is None:
@@ -101,16 +106,28 @@ async def whoami(principal: Reader) -> Whoami:
     return Whoami(id=principal.token_id, name=principal.name, scope=principal.scope)
 
 
-@router.get("/tokens", responses=problems(401, 403))
+@router.get("/tokens", responses={**examples.answer(examples.TOKENS), **problems(401, 403)})
 async def list_tokens(_: Admin, state: State) -> list[TokenOut]:
     """Active tokens by name, never their secrets (admin only)."""
     return [TokenOut.of(info) for info in await state.tokens.list()]
 
 
 @router.post(
-    "/tokens", status_code=status.HTTP_201_CREATED, responses=problems(400, 401, 403, 413, 422)
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **examples.answer(examples.CREATED_TOKEN, 201),
+        **problems(400, 401, 403, 413, 422),
+    },
 )
-async def create_token(body: TokenCreate, _: Admin, state: State) -> CreatedTokenOut:
+async def create_token(
+    body: Annotated[
+        TokenCreate,
+        Body(openapi_examples=examples.body("A team's token", examples.TOKEN_CREATE)),
+    ],
+    _: Admin,
+    state: State,
+) -> CreatedTokenOut:
     """Create a token (admin only). The answer holds its secret, this once."""
     created = await state.tokens.create(body.name or f"token-{secrets.token_hex(4)}", body.scope)
     return CreatedTokenOut(**TokenOut.of(created.info).model_dump(), secret=created.secret)

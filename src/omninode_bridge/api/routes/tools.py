@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import (
     Reader,
     Writer,
@@ -43,15 +44,22 @@ router = APIRouter(prefix="/v1", tags=["tools"])
 WRITE_ATTEMPTS = 3
 
 ToolIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=TOOL_ID_PATTERN)]
+NewRegistration = Annotated[
+    ModelToolRegistrationCreate,
+    Body(openapi_examples=examples.body("A tool serving stamp", examples.REGISTRATION_CREATE)),
+]
 
 
 @router.post(
     "/tools",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(400, 401, 403, 409, 413, 422),
+    responses={
+        **examples.answer(examples.REGISTRATION, 201),
+        **problems(400, 401, 403, 409, 413, 422),
+    },
 )
 async def create_tool(
-    body: ModelToolRegistrationCreate, principal: Writer, state: State, response: Response
+    body: NewRegistration, principal: Writer, state: State, response: Response
 ) -> ModelToolRegistration:
     """Register a new tool, owned by the calling token. Registration is its first heartbeat."""
     created = await state.repository.create_registration(body, owner=principal.owner)
@@ -63,7 +71,11 @@ async def create_tool(
 # methods): their response_model documents it and is not applied.
 
 
-@router.get("/tools", response_model=ModelToolRegistrationPage, responses=problems(401, 422))
+@router.get(
+    "/tools",
+    response_model=ModelToolRegistrationPage,
+    responses={**examples.answer(examples.PAGE), **problems(401, 422)},
+)
 async def list_tools(
     state: State,
     _: Reader,
@@ -79,7 +91,7 @@ async def list_tools(
 @router.get(
     "/tools/{tool_id}",
     response_model=ModelToolRegistrationWithHealth,
-    responses=problems(401, 404, 422),
+    responses={**examples.answer(examples.REGISTRATION_WITH_HEALTH), **problems(401, 404, 422)},
 )
 async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> Response:
     """One tool's registration, with its health now: heartbeat freshness (TTL, database
@@ -128,10 +140,19 @@ def _source_rules(principal: Writer, force: bool) -> tuple[str | None, bool]:
     return principal.owner, force
 
 
-@router.patch("/tools/{tool_id}", responses=problems(400, 401, 403, 404, 409, 413, 422))
+@router.patch(
+    "/tools/{tool_id}",
+    responses={
+        **examples.answer(examples.REGISTRATION_UPDATED),
+        **problems(400, 401, 403, 404, 409, 413, 422),
+    },
+)
 async def update_tool(
     tool_id: ToolIdPath,
-    body: ModelToolRegistrationUpdate,
+    body: Annotated[
+        ModelToolRegistrationUpdate,
+        Body(openapi_examples=examples.body("A new version", examples.REGISTRATION_UPDATE)),
+    ],
     principal: Writer,
     state: State,
     force: ForceQuery = False,
@@ -156,13 +177,18 @@ async def update_tool(
 @router.put(
     "/tools/{tool_id}",
     responses={
-        201: {"model": ModelToolRegistration, "description": "Created"},
+        **examples.answer(examples.REGISTRATION),
+        201: {
+            "model": ModelToolRegistration,
+            "description": "Created",
+            **examples.content(examples.REGISTRATION),
+        },
         **problems(400, 401, 403, 409, 413, 422),
     },
 )
 async def put_tool(
     tool_id: ToolIdPath,
-    body: ModelToolRegistrationCreate,
+    body: NewRegistration,
     principal: Writer,
     state: State,
     response: Response,
@@ -254,8 +280,21 @@ async def heartbeat(
     raise ToolNotFoundError(tool_id)
 
 
-@router.post("/heartbeats", responses=problems(400, 401, 403, 413, 422))
-async def heartbeats(body: HeartbeatBatch, principal: Writer, state: State) -> HeartbeatBatchResult:
+@router.post(
+    "/heartbeats",
+    responses={
+        **examples.answer(examples.HEARTBEATS_RESULT),
+        **problems(400, 401, 403, 413, 422),
+    },
+)
+async def heartbeats(
+    body: Annotated[
+        HeartbeatBatch,
+        Body(openapi_examples=examples.body("Two ids, one retired", examples.HEARTBEATS)),
+    ],
+    principal: Writer,
+    state: State,
+) -> HeartbeatBatchResult:
     """Heartbeat many tools at once; ids that are not registered come back in ``unknown``.
 
     All or nothing: when the token does not own one of the registered ids, the

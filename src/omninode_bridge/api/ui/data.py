@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field, field_validator
 
+from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.api.schemas import SearchRequest
@@ -59,7 +60,7 @@ class ConsoleQuery(SearchRequest):
     tool_id_contains: str | None = Field(
         default=None, min_length=1, max_length=255, description="Case-insensitive."
     )
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=500)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=500, description="Rows per page at most.")
 
     @field_validator("operation", "tool_id_contains")
     @classmethod
@@ -78,11 +79,11 @@ class ConsoleQuery(SearchRequest):
 class ConsoleTool(BaseModel):
     """One row of the tools table."""
 
-    tool_id: str
-    node_type: NodeType
-    operations: list[str]
-    health: Health
-    last_heartbeat: UtcTimestamp | None
+    tool_id: str = Field(description="The tool's id.")
+    node_type: NodeType = Field(description="Its ONEX node type.")
+    operations: list[str] = Field(description="The operations it declares.")
+    health: Health = Field(description="As the change feed last said.")
+    last_heartbeat: UtcTimestamp | None = Field(description="UTC; null: never.")
     owner: str | None = Field(
         description="token NAME, a source (source:etcd), or null (registered without a token)."
     )
@@ -91,18 +92,18 @@ class ConsoleTool(BaseModel):
 class HealthCounts(BaseModel):
     """Every registered tool, by health (not only those the filters match)."""
 
-    total: int
-    healthy: int
-    stale: int
-    critical: int
+    total: int = Field(description="Registered tools.")
+    healthy: int = Field(description="Heartbeating within the TTL and not critical.")
+    stale: int = Field(description="No heartbeat within the TTL.")
+    critical: int = Field(description="Failing their active health checks.")
 
 
 class ConsolePage(BaseModel):
     """One page of rows; ``next_cursor`` is ``None`` after the last match."""
 
-    items: list[ConsoleTool]
-    next_cursor: str | None
-    counts: HealthCounts
+    items: list[ConsoleTool] = Field(description="The page's rows, by tool_id.")
+    next_cursor: str | None = Field(description="Pass back as `cursor`; null after the last match.")
+    counts: HealthCounts = Field(description="Every registered tool, by health.")
     position: str = Field(description="The change-feed cursor the page was read at.")
     partial: bool = Field(
         default=False,
@@ -229,8 +230,18 @@ async def _by_search(
             return rows, cursor, True
 
 
-@router.post("/tools", responses=problems(400, 401, 413, 422))
-async def console_tools(query: ConsoleQuery, state: State, _: Reader) -> ConsolePage:
+@router.post(
+    "/tools",
+    responses={**examples.answer(examples.CONSOLE_PAGE), **problems(400, 401, 413, 422)},
+)
+async def console_tools(
+    query: Annotated[
+        ConsoleQuery,
+        Body(openapi_examples=examples.body("Critical stampers", examples.CONSOLE_QUERY)),
+    ],
+    state: State,
+    _: Reader,
+) -> ConsolePage:
     """One page of the web console's tools table: rows with health and owner, the counts
     per health state, and the feed position to follow from. Filters combine with AND;
     ``capabilities``, ``where``, ``node_type`` and ``healthy_within_seconds`` mean what
