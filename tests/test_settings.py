@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from omninode_bridge.errors import ConfigurationError
+from omninode_bridge.services.discovery import DiscoveryTuning
 from omninode_bridge.services.postgres_client import describe_dsn
 from omninode_bridge.settings import dsn_hosts, load_settings
 
@@ -113,6 +114,47 @@ def test_postgres_parts_build_a_quoted_dsn(monkeypatch: pytest.MonkeyPatch) -> N
         ("TOOLREG_TOKEN_CACHE_SECONDS", "-1", "TOOLREG_TOKEN_CACHE_SECONDS"),
         ("TOOLREG_TOKEN_CACHE_SECONDS", "3600", "TOOLREG_TOKEN_CACHE_SECONDS"),
         ("TOOLREG_DISCOVERY_CACHE_SIZE", "0", "TOOLREG_DISCOVERY_CACHE_SIZE"),
+        (
+            "TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS",
+            "0",
+            "TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS",
+        ),
+        (
+            "TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS",
+            "61",
+            "TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS",
+        ),
+        (
+            "TOOLREG_DISCOVERY_HEARTBEAT_OVERLAP_SECONDS",
+            "-1",
+            "TOOLREG_DISCOVERY_HEARTBEAT_OVERLAP_SECONDS",
+        ),
+        (
+            "TOOLREG_DISCOVERY_FULL_SWEEP_INTERVAL_SECONDS",
+            "0",
+            "TOOLREG_DISCOVERY_FULL_SWEEP_INTERVAL_SECONDS",
+        ),
+        (
+            "TOOLREG_DISCOVERY_FULL_SWEEP_INTERVAL_SECONDS",
+            "1m",
+            "TOOLREG_DISCOVERY_FULL_SWEEP_INTERVAL_SECONDS",
+        ),
+        (
+            "TOOLREG_DISCOVERY_FEED_POLL_INTERVAL_SECONDS",
+            "0",
+            "TOOLREG_DISCOVERY_FEED_POLL_INTERVAL_SECONDS",
+        ),
+        ("TOOLREG_DISCOVERY_STALL_SECONDS", "0", "TOOLREG_DISCOVERY_STALL_SECONDS"),
+        (
+            "TOOLREG_DISCOVERY_QUERY_TIMEOUT_SECONDS",
+            "-5",
+            "TOOLREG_DISCOVERY_QUERY_TIMEOUT_SECONDS",
+        ),
+        (
+            "TOOLREG_DISCOVERY_RECONNECT_MAX_SECONDS",
+            "0.01",
+            "TOOLREG_DISCOVERY_RECONNECT_MAX_SECONDS",
+        ),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -135,4 +177,32 @@ def test_pool_bounds_checked_together(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLREG_POOL_MIN_SIZE", "30")
     monkeypatch.setenv("TOOLREG_POOL_MAX_SIZE", "10")
     with pytest.raises(ConfigurationError, match="TOOLREG_POOL_MIN_SIZE"):
+        load_settings()
+
+
+def test_discovery_intervals_reach_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = DiscoveryTuning.from_settings(load_settings())
+    assert defaults == DiscoveryTuning()  # the defaults are unchanged
+    monkeypatch.setenv("TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS", "0.5")
+    monkeypatch.setenv("TOOLREG_DISCOVERY_HEARTBEAT_OVERLAP_SECONDS", "2")
+    monkeypatch.setenv("TOOLREG_DISCOVERY_FULL_SWEEP_INTERVAL_SECONDS", "120")
+    monkeypatch.setenv("TOOLREG_DISCOVERY_FEED_POLL_INTERVAL_SECONDS", "1")
+    monkeypatch.setenv("TOOLREG_DISCOVERY_STALL_SECONDS", "4")
+    monkeypatch.setenv("TOOLREG_DISCOVERY_QUERY_TIMEOUT_SECONDS", "10")
+    monkeypatch.setenv("TOOLREG_DISCOVERY_RECONNECT_MAX_SECONDS", "1")
+    tuning = DiscoveryTuning.from_settings(load_settings())
+    assert tuning == DiscoveryTuning(
+        heartbeat_interval=0.5,
+        heartbeat_overlap=2.0,
+        full_sweep_interval=120.0,
+        feed_poll_interval=1.0,
+        stall_seconds=4.0,
+        query_timeout=10.0,
+        reconnect_max=1.0,
+    )
+
+
+def test_stall_must_outlast_the_heartbeat_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS", "3")
+    with pytest.raises(ConfigurationError, match="TOOLREG_DISCOVERY_STALL_SECONDS"):
         load_settings()

@@ -146,6 +146,29 @@ class Settings(BaseSettings):
     # Full registrations that discovery keeps for its answers (the index itself keeps only
     # routing facts); a tool beyond them costs one query by id when it is chosen.
     discovery_cache_size: int = _env("TOOLREG_DISCOVERY_CACHE_SIZE", 50_000, ge=1, le=10_000_000)
+    # The discovery index's background work: how often it reads new heartbeats (and how
+    # far back, for transactions still committing), reads every heartbeat, polls the feed
+    # when no NOTIFY came; a refresh missing for STALL_SECONDS marks the index stale; each
+    # query's timeout; the longest wait before following the feed again after a failover.
+    discovery_heartbeat_interval_seconds: float = _env(
+        "TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS", 0.25, gt=0, le=60
+    )
+    discovery_heartbeat_overlap_seconds: float = _env(
+        "TOOLREG_DISCOVERY_HEARTBEAT_OVERLAP_SECONDS", 1.0, ge=0, le=60
+    )
+    discovery_full_sweep_interval_seconds: float = _env(
+        "TOOLREG_DISCOVERY_FULL_SWEEP_INTERVAL_SECONDS", 60.0, gt=0, le=86400
+    )
+    discovery_feed_poll_interval_seconds: float = _env(
+        "TOOLREG_DISCOVERY_FEED_POLL_INTERVAL_SECONDS", 0.5, gt=0, le=60
+    )
+    discovery_stall_seconds: float = _env("TOOLREG_DISCOVERY_STALL_SECONDS", 2.0, gt=0, le=3600)
+    discovery_query_timeout_seconds: float = _env(
+        "TOOLREG_DISCOVERY_QUERY_TIMEOUT_SECONDS", 5.0, gt=0, le=3600
+    )
+    discovery_reconnect_max_seconds: float = _env(
+        "TOOLREG_DISCOVERY_RECONNECT_MAX_SECONDS", 0.5, ge=0.05, le=60
+    )
 
     # -- liveness: reaper and active health checks -----------------------------------
     retention_seconds: float = _env("TOOLREG_RETENTION_SECONDS", 3600.0, gt=0)
@@ -233,6 +256,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"TOOLREG_RETENTION_SECONDS ({self.retention_seconds}) must be longer than "
                 f"TOOLREG_TTL_SECONDS ({self.ttl_seconds})"
+            )
+        if self.discovery_stall_seconds <= self.discovery_heartbeat_interval_seconds:
+            raise ValueError(
+                f"TOOLREG_DISCOVERY_STALL_SECONDS ({self.discovery_stall_seconds}) must be "
+                "longer than TOOLREG_DISCOVERY_HEARTBEAT_INTERVAL_SECONDS "
+                f"({self.discovery_heartbeat_interval_seconds})"
             )
         if self.eject_base_seconds > self.eject_max_seconds:
             raise ValueError(

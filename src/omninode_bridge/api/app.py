@@ -1,8 +1,9 @@
 """The app factory: ``create_app(settings)`` builds one registry server, state and all.
 
-Nothing lives at module level: the factory creates the metrics registry (and
-the MCP server) for this app alone; the pool and the services are created in
-the lifespan and hang off ``app.state.toolreg``.
+Nothing lives at module level: the factory creates the metrics registry and
+the MCP server for this app alone; the lifespan creates the pool and the
+services, binds their metrics to that registry, and hangs them off
+``app.state.toolreg``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -97,90 +99,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     """
     settings = settings if settings is not None else load_settings()
     metrics = Metrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = PostgresClient(settings, dsn=dsn)
-        await client.connect()
-        repository = ToolRegistrationRepository(client)
-
-        def count_event(event: ChangeEvent) -> None:
-            metrics.change_events.labels(event.kind.value).inc()
-
-        def feed_following(following: bool) -> None:
-            metrics.feed_following.set(1 if following else 0)
-            if not following:
-                metrics.feed_interruptions.inc()
-
-        hub = FeedHub(
-            repository.feed,
-            buffer_bytes=settings.sse_buffer_bytes,
-            on_event=count_event,
-            on_following=feed_following,
-            on_dropped=metrics.sse_dropped.inc,
-        )
-        state = AppState(
-            settings=settings,
-            client=client,
-            repository=repository,
-            tokens=TokenService(client, cache_seconds=settings.token_cache_seconds),
-            metrics=metrics,
-            hub=hub,
-            # Its index loads on the first discovery request, then follows the feed.
-            discovery=ToolDiscoveryService(repository, settings),
-            # Loads on the first Consul or Prometheus SD request, then follows the hub.
-            live_view=LiveView(repository, hub, keys=consul.service_names),
-        )
-        pool = client.pool
-        metrics.bind_pool(
-            lambda: float(pool.get_size()),
-            lambda: float(pool.get_size() - pool.get_idle_size()),
-            lambda: float(pool.get_max_size()),
-        )
-        metrics.bind_discovery(state.discovery.metrics, settings.stale_index_grace_seconds)
-        if settings.heartbeat_batch_window_ms > 0:
-            state.heartbeats = HeartbeatCoalescer(
-                state.tokens.heartbeats,
-                window=settings.heartbeat_batch_window_ms / 1000,
-                max_batch=settings.heartbeat_batch_max,
-            )
-        app.state.toolreg = state
-        liveness = LivenessRunner(client, repository, settings, metrics.registry)
-        try:
-            await hub.start()
-            # The console, Consul and Prometheus SD read the live view: load it now, in the
-            # background, so that their first reader does not wait for a large registry.
-            state.live_view.start()
-            await liveness.start()
-            gauges = asyncio.create_task(_refresh_gauges(state), name="registry gauges")
-            gauges.add_done_callback(_log_failure)
-            state.background.append(gauges)
-            bridges = bridges_from_settings(
-                settings, repository, metrics=BridgeMetrics(metrics.registry)
-            )
-            for bridge in bridges:  # auto-discovery: etcd when TOOLREG_ETCD_ENDPOINTS is set
-                task = asyncio.create_task(bridge.run(), name=f"autodiscovery {bridge.source.name}")
-                task.add_done_callback(_log_failure)
-                state.background.append(task)
-            # What start-up built (modules, settings, pools) lives as long as the
-            # process: out of the collector's way, a full collection no longer
-            # walks it (the cost of a large response grew with it).
-            gc.freeze()
-            async with mcp.running():  # the MCP SDK's session manager, once per app
-                yield
-        finally:
-            await liveness.aclose()  # first: a replica takes the leader's lock at once
-            if state.heartbeats is not None:  # heartbeats still pending are written
-                await state.heartbeats.aclose()
-            for task in state.background:
-                task.cancel()
-            # Failures of these tasks were logged when they happened (_log_failure).
-            await asyncio.gather(*state.background, return_exceptions=True)
-            await state.live_view.aclose()
-            await hub.aclose()
-            await state.discovery.aclose()
-            await client.close()
-
+    # The MCP face: a new MCP server per app; it reads the state once the lifespan set it.
+    mcp = McpFace(settings, lambda: app.state.toolreg)
     app = FastAPI(
         title="omninode tool registry",
         version=__version__,
@@ -190,27 +110,152 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
             "problem+json. Writes need `Authorization: Bearer <token>` "
             "(`toolreg token create`)."
         ),
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, dsn, metrics, mcp),
         # meta.router serves these, behind TOOLREG_READS_REQUIRE_TOKEN when it is set.
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
     install_problem_handlers(app)
+    _add_routes(app, settings, mcp)
+    _add_middlewares(app, settings, metrics)
+    return app
+
+
+def _lifespan(
+    settings: Settings, dsn: str | None, metrics: Metrics, mcp: McpFace
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: open the state, start the background work, close it all after."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await _open_state(settings, dsn, metrics)
+        app.state.toolreg = state
+        liveness = LivenessRunner(state.client, state.repository, settings, metrics.registry)
+        try:
+            await _start(state, liveness)
+            async with mcp.running():  # the MCP SDK's session manager, once per app
+                yield
+        finally:
+            await _close(state, liveness)
+
+    return lifespan
+
+
+async def _open_state(settings: Settings, dsn: str | None, metrics: Metrics) -> AppState:
+    """Connect the pool and build the services (none started yet), their metrics bound."""
+    client = PostgresClient(settings, dsn=dsn)
+    await client.connect()
+    repository = ToolRegistrationRepository(client)
+    hub = _feed_hub(repository, settings, metrics)
+    state = AppState(
+        settings=settings,
+        client=client,
+        repository=repository,
+        tokens=TokenService(client, cache_seconds=settings.token_cache_seconds),
+        metrics=metrics,
+        hub=hub,
+        # Its index loads on the first discovery request, then follows the feed.
+        discovery=ToolDiscoveryService(repository, settings),
+        # Loads on the first Consul or Prometheus SD request, then follows the hub.
+        live_view=LiveView(repository, hub, keys=consul.service_names),
+    )
+    pool = client.pool
+    metrics.bind_pool(
+        lambda: float(pool.get_size()),
+        lambda: float(pool.get_size() - pool.get_idle_size()),
+        lambda: float(pool.get_max_size()),
+    )
+    metrics.bind_discovery(state.discovery.metrics, settings.stale_index_grace_seconds)
+    if settings.heartbeat_batch_window_ms > 0:
+        state.heartbeats = HeartbeatCoalescer(
+            state.tokens.heartbeats,
+            window=settings.heartbeat_batch_window_ms / 1000,
+            max_batch=settings.heartbeat_batch_max,
+        )
+    return state
+
+
+def _feed_hub(
+    repository: ToolRegistrationRepository, settings: Settings, metrics: Metrics
+) -> FeedHub:
+    """The hub that fans the change feed out to this server's streams, counted in ``metrics``."""
+
+    def count_event(event: ChangeEvent) -> None:
+        metrics.change_events.labels(event.kind.value).inc()
+
+    def feed_following(following: bool) -> None:
+        metrics.feed_following.set(1 if following else 0)
+        if not following:
+            metrics.feed_interruptions.inc()
+
+    return FeedHub(
+        repository.feed,
+        buffer_bytes=settings.sse_buffer_bytes,
+        on_event=count_event,
+        on_following=feed_following,
+        on_dropped=metrics.sse_dropped.inc,
+    )
+
+
+async def _start(state: AppState, liveness: LivenessRunner) -> None:
+    """Start the feed, the live view, liveness, the gauges and auto-discovery."""
+    settings = state.settings
+    await state.hub.start()
+    # The console, Consul and Prometheus SD read the live view: load it now, in the
+    # background, so that their first reader does not wait for a large registry.
+    state.live_view.start()
+    await liveness.start()
+    _background(state, _refresh_gauges(state), "registry gauges")
+    bridges = bridges_from_settings(
+        settings, state.repository, metrics=BridgeMetrics(state.metrics.registry)
+    )
+    for bridge in bridges:  # auto-discovery: etcd when TOOLREG_ETCD_ENDPOINTS is set
+        _background(state, bridge.run(), f"autodiscovery {bridge.source.name}")
+    # What start-up built (modules, settings, pools) lives as long as the
+    # process: out of the collector's way, a full collection no longer
+    # walks it (the cost of a large response grew with it).
+    gc.freeze()
+
+
+def _background(state: AppState, work: Coroutine[Any, Any, None], name: str) -> None:
+    task = asyncio.create_task(work, name=name)
+    task.add_done_callback(_log_failure)
+    state.background.append(task)
+
+
+async def _close(state: AppState, liveness: LivenessRunner) -> None:
+    """Stop everything :func:`_start` started, then the services and the pool."""
+    await liveness.aclose()  # first: a replica takes the leader's lock at once
+    if state.heartbeats is not None:  # heartbeats still pending are written
+        await state.heartbeats.aclose()
+    for task in state.background:
+        task.cancel()
+    # Failures of these tasks were logged when they happened (_log_failure).
+    await asyncio.gather(*state.background, return_exceptions=True)
+    await state.live_view.aclose()
+    await state.hub.aclose()
+    await state.discovery.aclose()
+    await state.client.close()
+
+
+def _add_routes(app: FastAPI, settings: Settings, mcp: McpFace) -> None:
     for module in (health, tools, history, search, discover, changes, tokens):
         app.include_router(module.router)
     app.include_router(meta.router(guarded=settings.reads_require_token))
     app.include_router(sd.router)
     app.include_router(consul.router)
     ui.install(app, settings)  # the web console: /ui/ (and / redirects there)
-    # The MCP face: a new MCP server per app. /mcp is an exact path that no other route
-    # shares, so it goes first: its calls skip matching every other route.
-    mcp = McpFace(settings, lambda: app.state.toolreg)
     app.include_router(mcp.registry_router)
+    # /mcp is an exact path that no other route shares, so it goes first: its calls
+    # skip matching every other route.
     app.router.routes.insert(0, mcp.route)
     if settings.heartbeat_batch_window_ms > 0:  # the coalesced heartbeat's common case
         app.router.routes.insert(0, FastHeartbeatRoute())
 
+
+def _add_middlewares(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+    """The middlewares, innermost first: the last one added sees the request first."""
     limits = JsonLimits(
         max_bytes=settings.max_json_bytes, max_registration_bytes=settings.max_registration_bytes
     )
@@ -218,4 +263,3 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware)  # outermost: it times what the client waits for
-    return app

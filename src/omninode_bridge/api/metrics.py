@@ -5,7 +5,9 @@ method is one of ``KNOWN_METHODS`` or ``other``, the route is the matched route
 template (``/v1/tools/{tool_id}``) or ``unmatched``, never the raw path. A flood
 of made-up methods or paths therefore cannot grow the exposition. Registry-wide
 gauges (tools by node type, healthy tools) are refreshed by the app in the
-background; pool gauges are read at scrape time.
+background; pool gauges and the discovery service's metrics
+(``toolreg_discovery_*``, :mod:`omninode_bridge.api.discovery_metrics`) are
+read at scrape time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omninode_bridge.api.discovery_metrics import DiscoveryCollector
 
 __all__ = ["KNOWN_METHODS", "Metrics", "MetricsMiddleware"]
 
@@ -88,24 +92,8 @@ class Metrics:
             "Times this server lost the change feed (open streams were ended).",
             registry=r,
         )
-        self.index_stale_seconds = Gauge(
-            "toolreg_discovery_index_stale_seconds",
-            "Seconds since the discovery index was last known current (0 while it is): "
-            "discovery answers from the last known state until TOOLREG_STALE_INDEX_GRACE_SECONDS.",
-            registry=r,
-        )
-        self.index_degraded = Gauge(
-            "toolreg_discovery_index_degraded",
-            "1 while the discovery index cannot be kept current (the database is away) and "
-            "discovery answers from the last known state, else 0.",
-            registry=r,
-        )
-        self.index_unavailable = Gauge(
-            "toolreg_discovery_index_unavailable",
-            "1 once the discovery index has been stale longer than the grace: discovery "
-            "calls fail until the database is back, else 0.",
-            registry=r,
-        )
+        self.discovery = DiscoveryCollector()
+        r.register(self.discovery)
         self.sse_dropped = Counter(
             "toolreg_sse_subscribers_dropped_total",
             "SSE streams ended because the client fell too far behind (TOOLREG_SSE_BUFFER_BYTES).",
@@ -125,20 +113,8 @@ class Metrics:
         self.pool_max.set_function(max_size)
 
     def bind_discovery(self, discovery: DiscoveryMetrics, grace_seconds: float) -> None:
-        """Read the discovery-index gauges from ``discovery`` at scrape time.
-
-        Only its scalar fields are read (scrapes run in a worker thread).
-        """
-
-        def stale_seconds() -> float:
-            since = discovery.index_stale_since
-            if not discovery.index_degraded or since is None:
-                return 0.0
-            return max(0.0, time.monotonic() - since)
-
-        self.index_stale_seconds.set_function(stale_seconds)
-        self.index_degraded.set_function(lambda: float(discovery.index_degraded))
-        self.index_unavailable.set_function(lambda: float(stale_seconds() > grace_seconds))
+        """Export ``discovery`` as the ``toolreg_discovery_*`` metrics, read at scrape time."""
+        self.discovery.bind(discovery, grace_seconds)
 
     async def exposition(self) -> bytes:
         """The text exposition of every metric, generated in a worker thread.

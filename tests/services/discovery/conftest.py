@@ -74,23 +74,18 @@ async def until(
 
 
 class MetricsWatcher:
-    """Metrics whose hook lets a test await a value instead of polling for it."""
+    """Metrics a test can await a condition on (polled: the service reports no changes)."""
 
     def __init__(self) -> None:
-        self.metrics = DiscoveryMetrics(hook=self._changed_hook)
-        self._changed = asyncio.Event()
+        self.metrics = DiscoveryMetrics()
 
-    def _changed_hook(self, name: str, value: float) -> None:
-        self._changed.set()
-
-    async def reach(self, name: str, predicate: Callable[[float], bool], timeout: float) -> None:
-        """Wait (at most ``timeout``) until ``predicate(metrics.<name>)`` holds."""
+    async def reach(self, predicate: Callable[[DiscoveryMetrics], bool], timeout: float) -> None:
+        """Wait (at most ``timeout``) until ``predicate(metrics)`` holds."""
         async with asyncio.timeout(timeout):
             while True:
-                self._changed.clear()
-                if predicate(getattr(self.metrics, name)):
+                if predicate(self.metrics):
                     return
-                await self._changed.wait()
+                await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -121,8 +121,8 @@ async def test_a_dropped_feed_connection_is_resumed(
         assert killed == 1
         await register(repository, "after", "http://127.0.0.1:9", ("b",))
         await until(service, lambda: has("b"), 2.0)
-        await watcher.reach("feed_reconnects", lambda v: v >= 1, 2.0)
-        await watcher.reach("index_degraded", lambda v: v == 0, 2.0)
+        await watcher.reach(lambda m: m.feed_reconnects >= 1, 2.0)
+        await watcher.reach(lambda m: m.index_degraded == 0, 2.0)
         # Nothing missed or repeated: both tools, each once.
         assert service.index.tool_ids() == {"before", "after"}
         assert service.metrics.feed_events == 2

@@ -82,7 +82,7 @@ async def test_database_restarted_during_routing(temp_data_dir: Path) -> None:
             try:
                 await outcomes.at_least(20, 5)
                 await stop_embedded(temp_data_dir)
-                await watcher.reach("index_degraded", lambda v: v == 1, 5)
+                await watcher.reach(lambda m: m.index_degraded == 1, 5)
                 await outcomes.at_least(len(outcomes.items) + 20, 5)
                 assert service.status()["stale_seconds"] > 0
 
@@ -93,7 +93,7 @@ async def test_database_restarted_during_routing(temp_data_dir: Path) -> None:
                     return await service.discover_tool("hash") is not None
 
                 await until(service, c_routable, 5.0)
-                await watcher.reach("index_degraded", lambda v: v == 0, 5)
+                await watcher.reach(lambda m: m.index_degraded == 0, 5)
             finally:
                 stop.set()
                 await router
@@ -159,7 +159,7 @@ async def test_past_the_grace_calls_fail_clearly_then_recover(temp_data_dir: Pat
             assert isinstance(info.value.__cause__, RegistryUnavailableError)
 
             await start_embedded(temp_data_dir)
-            await watcher.reach("index_unavailable", lambda v: v == 0, 5)
+            await watcher.reach(lambda m: m.index_unavailable == 0, 5)
             assert (await service.route_request("stamp", {}))["tool"] == "a"
             assert (await fresh.discover_tool("stamp")) is not None
             await fresh.aclose()

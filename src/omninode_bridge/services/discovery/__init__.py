@@ -14,7 +14,7 @@ query by id), ``sync`` (keeping the index current from the database),
 from __future__ import annotations
 
 from omninode_bridge.errors import IndexUnavailableError
-from omninode_bridge.services.discovery.metrics import DiscoveryMetrics, MetricsHook
+from omninode_bridge.services.discovery.metrics import DiscoveryMetrics
 from omninode_bridge.services.discovery.service import ToolDiscoveryService
 from omninode_bridge.services.discovery.sync import DiscoveryTuning
 
@@ -22,6 +22,5 @@ __all__ = [
     "DiscoveryMetrics",
     "DiscoveryTuning",
     "IndexUnavailableError",
-    "MetricsHook",
     "ToolDiscoveryService",
 ]

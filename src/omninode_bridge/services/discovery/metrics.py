@@ -1,20 +1,18 @@
-"""Counters and gauges of a ToolDiscoveryService, with an optional export hook.
+"""Counters and gauges of a ToolDiscoveryService, plain fields behind named events.
 
-Each service owns one :class:`DiscoveryMetrics` (or is given one). ``hook``,
-when set, is called as ``hook(name, value)`` on every change, for exporting
-to Prometheus, StatsD or a test; it runs inline, so it must be quick and must
-not raise.
+Each service owns one :class:`DiscoveryMetrics` (or is given one). The service
+reports what happened through one method per event (``call_answered``,
+``tool_ejected``…), never by a field's name; exporters read the fields (the
+server's ``/metrics`` reads them at scrape time, in
+:mod:`omninode_bridge.api.metrics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DiscoveryMetrics", "MetricsHook"]
-
-MetricsHook = Callable[[str, float], None]
+__all__ = ["DiscoveryMetrics"]
 
 
 @dataclass
@@ -45,25 +43,55 @@ class DiscoveryMetrics:
     call_failures: int = 0
     failovers: int = 0
     ejections: int = 0
-    hook: MetricsHook | None = field(default=None, repr=False, compare=False)
 
-    def add(self, name: str, amount: int = 1) -> None:
-        """Increase counter ``name`` by ``amount``."""
-        value = getattr(self, name) + amount
-        setattr(self, name, value)
-        if self.hook is not None:
-            self.hook(name, float(value))
+    # -- routing ----------------------------------------------------------------------
 
-    def set(self, name: str, value: int) -> None:
-        """Set gauge ``name``."""
-        if getattr(self, name) == value:
-            return
-        setattr(self, name, value)
-        if self.hook is not None:
-            self.hook(name, float(value))
+    def call_answered(self) -> None:
+        self.calls += 1
+
+    def call_failed(self) -> None:
+        self.call_failures += 1
+
+    def failed_over(self) -> None:
+        self.failovers += 1
+
+    def tool_ejected(self) -> None:
+        self.ejections += 1
+
+    # -- the index ----------------------------------------------------------------------
+
+    def index_loaded(self, tools: int) -> None:
+        self.index_loads += 1
+        self.index_tools = tools
+
+    def feed_applied(self, events: int, tools: int) -> None:
+        self.feed_events += events
+        self.index_tools = tools
+
+    def feed_lost(self) -> None:
+        self.feed_reconnects += 1
+
+    def heartbeats_refreshed(self, rows: int) -> None:
+        self.heartbeat_refreshes += 1
+        self.heartbeat_rows += rows
+
+    def sync_failed(self) -> None:
+        self.sync_failures += 1
+
+    def became_stale(self, since: float) -> None:
+        """The index is not current since ``since`` (monotonic) and serves what it knows."""
+        self.index_degraded = 1
+        self.index_stale_since = since
+
+    def became_unavailable(self) -> None:
+        """The index has been stale past the grace: calls fail."""
+        self.index_unavailable = 1
+
+    def became_current(self) -> None:
+        self.index_degraded = 0
+        self.index_unavailable = 0
+        self.index_stale_since = None
 
     def as_dict(self) -> dict[str, Any]:
-        """Every counter and gauge by name (without the hook)."""
-        data = asdict(self)
-        data.pop("hook")
-        return data
+        """Every counter and gauge by name."""
+        return asdict(self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -77,8 +78,9 @@ class ToolDiscoveryService:
     ``settings`` default to the repository's client's settings (TTL, HTTP
     timeouts, attempts, ejection backoff, stale-index grace). ``http_client``
     replaces the shared client (the service then leaves it open on close);
-    ``metrics`` may be shared or carry an export hook; ``tuning`` sets the
-    index's background intervals; ``rng`` seeds the balancer.
+    ``metrics`` may be shared (exporters read its fields); ``tuning``
+    replaces the index's background intervals (default: from ``settings``,
+    ``TOOLREG_DISCOVERY_*``); ``rng`` seeds the balancer.
 
     Active health checks plug in through :meth:`set_excluded` /
     :meth:`clear_excluded`: an excluded tool is never chosen.
@@ -107,7 +109,7 @@ class ToolDiscoveryService:
             repository,
             self.index,
             grace_seconds=s.stale_index_grace_seconds,
-            tuning=tuning if tuning is not None else DiscoveryTuning(),
+            tuning=tuning if tuning is not None else DiscoveryTuning.from_settings(s),
             metrics=self.metrics,
             cache=self.registrations,
         )
@@ -235,71 +237,75 @@ class ToolDiscoveryService:
         all RuntimeErrors; IndexUnavailableError past the stale-index grace.
         """
         await self._ready()
-        try:
-            body = orjson.dumps(data)
-        except TypeError as exc:
-            raise ValidationFailedError([("data", f"is not JSON-serializable ({exc})")]) from None
+        body = _encode(data)
         attempts = max_attempts if max_attempts is not None else self.settings.route_max_attempts
         if attempts < 1:
             raise ValidationFailedError([("max_attempts", "must be at least 1")])
-        limit = self.settings.max_response_bytes
-        index, balancer = self.index, self.index.balancer
         tried: set[str] = set()
         failures: list[ToolCallError] = []
         for _ in range(attempts):
-            tool = index.pick(operation, tried)
+            tool = self.index.pick(operation, tried)
             if tool is None:
                 break
-            tool_id = tool.tool_id
             endpoint = tool.endpoint(operation)
             if not endpoint:
                 if failures:
                     break  # report the failures, not a lesser tool
-                raise MissingEndpointError(tool_id, operation)
+                raise MissingEndpointError(tool.tool_id, operation)
             if failures:
-                self.metrics.add("failovers")
-            tried.add(tool_id)
-            balancer.begin(tool_id)
-            try:
-                async with self.http.stream(
-                    "POST",
-                    endpoint,
-                    content=body,
-                    headers=_JSON_HEADERS,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                ) as response:
-                    result = await read_answer(tool_id, endpoint, response, limit)
-            except httpx.HTTPError as exc:
-                error = transport_error(tool_id, endpoint, exc)
-                error.__cause__ = exc
-                kind = classify(exc)
-                if ejects(exc):
-                    self._eject(tool_id, error)
-                if kind is Failure.NOT_SENT or (kind is Failure.UNKNOWN and idempotent):
-                    failures.append(error)
-                    continue
-                self.metrics.add("call_failures")
-                raise error from exc
-            except ToolResponseTooLargeError:
-                self.metrics.add("call_failures")  # final: the tool acted on the request
-                raise
-            except ToolCallError as error:
-                if idempotent and error.status is not None and error.status >= 500:
-                    failures.append(error)
-                    continue
-                self.metrics.add("call_failures")
-                raise
-            finally:
-                balancer.end(tool_id)
-            self.metrics.add("calls")
-            if self.ejection.succeeded(tool_id):
-                index.restore(tool_id)
-            return result
+                self.metrics.failed_over()
+            tried.add(tool.tool_id)
+            outcome = await self._attempt(tool.tool_id, endpoint, body, timeout)
+            if not isinstance(outcome, _Failed):
+                return outcome
+            if not _may_retry(outcome.kind, idempotent):
+                self.metrics.call_failed()
+                raise outcome.error
+            failures.append(outcome.error)
         if failures:
-            self.metrics.add("call_failures")
+            self.metrics.call_failed()
             raise _all_failed(failures, attempts) from failures[-1].__cause__
-        explanation = index.explain_routing(operation)
+        explanation = self.index.explain_routing(operation)
         raise NoRoutableToolError(operation, explanation.summary, explanation=explanation.as_dict())
+
+    async def _attempt(
+        self, tool_id: str, endpoint: str, body: bytes, timeout: float | httpx.Timeout | None
+    ) -> dict[str, Any] | _Failed:
+        """One POST to one tool: its answer, or the error and what it allows next.
+
+        A tool the failure shows to be down is ejected here; one that answers
+        is restored if it was ejected.
+        """
+        balancer = self.index.balancer
+        balancer.begin(tool_id)
+        try:
+            async with self.http.stream(
+                "POST",
+                endpoint,
+                content=body,
+                headers=_JSON_HEADERS,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            ) as response:
+                result = await read_answer(
+                    tool_id, endpoint, response, self.settings.max_response_bytes
+                )
+        except httpx.HTTPError as exc:
+            error = transport_error(tool_id, endpoint, exc)
+            error.__cause__ = exc
+            if ejects(exc):
+                self._eject(tool_id, error)
+            return _Failed(error, classify(exc))
+        except ToolResponseTooLargeError as too_large:
+            return _Failed(too_large, Failure.FINAL)  # the tool acted on the request
+        except ToolCallError as answered:
+            server_error = answered.status is not None and answered.status >= 500
+            return _Failed(answered, Failure.UNKNOWN if server_error else Failure.FINAL)
+        finally:
+            balancer.end(tool_id)
+        self.metrics.call_answered()
+        if self.ejection.succeeded(tool_id):
+            self.index.restore(tool_id)
+        return result
 
     # -- hooks for health checks and operators ------------------------------------------
 
@@ -339,8 +345,32 @@ class ToolDiscoveryService:
     def _eject(self, tool_id: str, error: ToolCallError) -> None:
         seconds = self.ejection.failed(tool_id)
         self.index.eject(tool_id, seconds)
-        self.metrics.add("ejections")
+        self.metrics.tool_ejected()
         logger.info("ejected %s for %.1fs: %s", tool_id, seconds, error)
+
+
+def _encode(data: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:
+        raise ValidationFailedError([("data", f"is not JSON-serializable ({exc})")]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A failed attempt: the error to raise or report, and what it allows next."""
+
+    error: ToolCallError
+    kind: Failure
+
+
+def _may_retry(kind: Failure, idempotent: bool) -> bool:
+    """Whether another tool may be tried after a failure of this kind.
+
+    Never sent: always. The tool may have acted (a lost answer, a 5xx): only
+    when the operation is idempotent. Final: never.
+    """
+    return kind is Failure.NOT_SENT or (kind is Failure.UNKNOWN and idempotent)
 
 
 def _all_failed(failures: list[ToolCallError], attempts: int) -> ToolCallError:

@@ -44,6 +44,7 @@ from omninode_bridge.services.discovery.registrations import RegistrationCache
 from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
 from omninode_bridge.services.sql import load_queries
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
+from omninode_bridge.settings import Settings
 
 __all__ = ["DiscoveryTuning", "IndexSync", "IndexUnavailableError"]
 
@@ -68,6 +69,19 @@ class DiscoveryTuning:
     stall_seconds: float = 2.0  # no successful heartbeat refresh for this long: stale
     reconnect_min: float = 0.05
     reconnect_max: float = 0.5  # how late the index follows again after a failover, at most
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiscoveryTuning:
+        """The intervals set by ``TOOLREG_DISCOVERY_*``; page sizes keep their defaults."""
+        return cls(
+            heartbeat_interval=settings.discovery_heartbeat_interval_seconds,
+            heartbeat_overlap=settings.discovery_heartbeat_overlap_seconds,
+            full_sweep_interval=settings.discovery_full_sweep_interval_seconds,
+            feed_poll_interval=settings.discovery_feed_poll_interval_seconds,
+            stall_seconds=settings.discovery_stall_seconds,
+            query_timeout=settings.discovery_query_timeout_seconds,
+            reconnect_max=settings.discovery_reconnect_max_seconds,
+        )
 
 
 class IndexSync:
@@ -153,8 +167,7 @@ class IndexSync:
         self.cursor = cursor
         self._since = db_now - self.tuning.heartbeat_overlap
         self._last_beat_ok = time.monotonic()
-        self.metrics.add("index_loads")
-        self.metrics.set("index_tools", len(self.index))
+        self.metrics.index_loaded(len(self.index))
         self._signal()
 
     def start(self) -> None:
@@ -207,7 +220,7 @@ class IndexSync:
             return
         if not self._reported_unavailable:
             self._reported_unavailable = True
-            self.metrics.set("index_unavailable", 1)
+            self.metrics.became_unavailable()
             logger.error(
                 "discovery index stale for %.1fs (grace %.0fs): failing calls until the "
                 "database is back (%s)",
@@ -224,8 +237,7 @@ class IndexSync:
     def _mark_degraded(self, since: float) -> None:
         if self.metrics.index_degraded:
             return
-        self.metrics.set("index_degraded", 1)
-        self.metrics.index_stale_since = since
+        self.metrics.became_stale(since)
         logger.warning(
             "discovery index is stale (%s); serving the last known %d tools for up to %.0fs",
             self._last_error or "heartbeat refresh stalled",
@@ -235,7 +247,7 @@ class IndexSync:
 
     def _failed(self, which: str, exc: BaseException) -> None:
         self._last_error = exc
-        self.metrics.add("sync_failures")
+        self.metrics.sync_failed()
         now = time.monotonic()
         if which == "feed" and self._feed_failed_since is None:
             self._feed_failed_since = now
@@ -253,9 +265,7 @@ class IndexSync:
             self._last_beat_ok = time.monotonic()
         if self.metrics.index_degraded and self.stale_since() is None:
             stale_since = self.metrics.index_stale_since
-            self.metrics.set("index_degraded", 0)
-            self.metrics.set("index_unavailable", 0)
-            self.metrics.index_stale_since = None
+            self.metrics.became_current()
             self._reported_unavailable = False
             self._last_error = None
             took = time.monotonic() - stale_since if stale_since is not None else 0.0
@@ -299,7 +309,7 @@ class IndexSync:
 
     def _feed_lost(self, exc: BaseException) -> None:
         self._failed("feed", exc)
-        self.metrics.add("feed_reconnects")
+        self.metrics.feed_lost()
 
     def _apply(self, events: list[ChangeEvent]) -> None:
         index, cache = self.index, self.cache
@@ -318,8 +328,7 @@ class IndexSync:
                 if cache is not None:
                     cache.update(event.registration)
             self.cursor = event.cursor
-        self.metrics.add("feed_events", len(events))
-        self.metrics.set("index_tools", len(index))
+        self.metrics.feed_applied(len(events), len(index))
         self._signal()
 
     # -- heartbeats ---------------------------------------------------------------------
@@ -374,8 +383,7 @@ class IndexSync:
                 break
             page = (tool_ids[-1], page[1])
         self._since = since
-        self.metrics.add("heartbeat_refreshes")
-        self.metrics.add("heartbeat_rows", count)
+        self.metrics.heartbeats_refreshed(count)
         if count:
             self._signal()
         return count
