@@ -4,7 +4,9 @@ statement a period; revoking here refuses at once, revoking elsewhere within the
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import asyncpg
 import pytest
 
 from omninode_bridge.errors import AuthenticationError
@@ -76,5 +78,31 @@ async def test_a_token_found_revoked_is_dropped_from_the_cache(
     assert await TokenService(postgres_client).revoke("streaming")
     assert await cached.authenticate(secret) == principal  # cached: not asked yet
     assert not await cached.is_active(principal.token_id)  # a stream's periodic check
+    with pytest.raises(AuthenticationError):
+        await cached.authenticate(secret)
+
+
+async def test_a_check_that_overlaps_a_revocation_is_not_cached(
+    postgres_client: PostgresClient,
+) -> None:
+    """A check reads the token as active, the revocation here finishes before the check
+    does: the check's answer stands, but it must not outlive the revocation in the cache."""
+    cached = TokenService(postgres_client, cache_seconds=60)
+    secret = (await cached.create("racing", "write")).secret
+    gate = asyncio.Event()
+    real_fetchrow = postgres_client.fetchrow
+
+    async def slow_fetchrow(query: str, *args: Any) -> asyncpg.Record | None:
+        row = await real_fetchrow(query, *args)
+        await gate.wait()  # the row is read; the revocation happens meanwhile
+        return row
+
+    postgres_client.fetchrow = slow_fetchrow  # type: ignore[method-assign]
+    checking = asyncio.create_task(cached.authenticate(secret))
+    await asyncio.sleep(0.2)
+    postgres_client.fetchrow = real_fetchrow  # type: ignore[method-assign]
+    assert await cached.revoke("racing")
+    gate.set()
+    await checking
     with pytest.raises(AuthenticationError):
         await cached.authenticate(secret)

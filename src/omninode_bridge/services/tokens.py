@@ -119,6 +119,9 @@ class TokenService:
         self.cache_seconds = cache_seconds
         self.cache_entries = cache_entries
         self._accepted: dict[bytes, tuple[Principal, float]] = {}  # hash -> (who, until)
+        # Counts revocations seen here: a check that read the token before one of them
+        # finished must not put it in the cache after the cache was emptied.
+        self._revocations = 0
 
     async def create(self, name: str, scope: Scope | str) -> CreatedToken:
         """A new token named ``name``; ValidationFailedError if the name is taken or malformed."""
@@ -158,7 +161,7 @@ class TokenService:
         row = await self.client.fetchrow(
             Q["rotate_token"], name, level.value if level else None, hash_secret(secret)
         )
-        self._accepted.clear()  # the old secret: refused from now on
+        self._forget_all()  # the old secret: refused from now on
         if row is None:
             raise ValidationFailedError([("name", f"no active token named {name!r} to rotate")])
         return CreatedToken(info=_info(row), secret=secret), int(row["tools_moved"])
@@ -172,6 +175,7 @@ class TokenService:
 
     def forget(self, secret: str) -> None:
         """Check ``secret`` in the database again the next time it is used."""
+        self._revocations += 1
         self._accepted.pop(hash_secret(secret), None)
 
     async def list(self) -> list[TokenInfo]:
@@ -181,8 +185,12 @@ class TokenService:
     async def revoke(self, name: str) -> bool:
         """Revoke the active token ``name``; ``False`` when there is none."""
         revoked = await self.client.fetchrow(Q["revoke_token"], name) is not None
-        self._accepted.clear()
+        self._forget_all()
         return revoked
+
+    def _forget_all(self) -> None:
+        self._revocations += 1
+        self._accepted.clear()
 
     async def is_active(self, token_id: UUID) -> bool:
         """True while the token exists and is not revoked (long-lived streams re-check this).
@@ -191,6 +199,7 @@ class TokenService:
         """
         active = bool(await self.client.fetchval(Q["token_active"], token_id))
         if not active:
+            self._revocations += 1
             for digest, (principal, _) in list(self._accepted.items()):
                 if principal.token_id == token_id:
                     del self._accepted[digest]
@@ -242,11 +251,12 @@ class TokenService:
         cached = self._accepted.get(digest)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        revocations = self._revocations
         row = await self.client.fetchrow(Q["authenticate"], digest)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise AuthenticationError("the bearer token is not valid")
         principal = Principal(token_id=row["id"], name=row["name"], scope=Scope(row["scope"]))
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and revocations == self._revocations:
             if len(self._accepted) >= self.cache_entries:
                 self._accepted.clear()
             self._accepted[digest] = (principal, time.monotonic() + self.cache_seconds)
