@@ -14,14 +14,18 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from omninode_bridge.embedded import start_embedded, stop_embedded
 from omninode_bridge.migrations import runner
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
-from tests.support import with_database
+from tests.support import (
+    base_settings,
+    temporary_database,
+    temporary_database_blocking,
+    with_database,
+)
 
 
 def _make_temp_data_dir(prefix: str) -> Path:
@@ -49,52 +53,33 @@ def server_dsn() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def _admin(server_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(server_dsn, timeout=30)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def template_db(server_dsn: str) -> Iterator[str]:
     """Name of a database migrated to head once per session, cloned by every test."""
     name = f"toolreg_tpl_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(server_dsn, f'CREATE DATABASE "{name}"'))
-    asyncio.run(runner.upgrade(with_database(server_dsn, name)))
-    try:
+    with temporary_database_blocking(server_dsn, name=name) as dsn:
+        asyncio.run(runner.upgrade(dsn))
         yield name
-    finally:
-        asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
 async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
     """A fresh database at head, cloned from the template, dropped after the test."""
-    name = f"toolreg_t_{uuid.uuid4().hex[:12]}"
-    await _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with temporary_database(server_dsn, template=template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def empty_db_dsn(server_dsn: str) -> AsyncIterator[str]:
     """A fresh database with no schema at all."""
-    name = f"toolreg_e_{uuid.uuid4().hex[:12]}"
-    await _admin(server_dsn, f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with temporary_database(server_dsn, prefix="toolreg_e_") as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def test_settings() -> Settings:
     """Settings independent of the caller's environment, with a small pool."""
-    return Settings(pool_min_size=1, pool_max_size=10, connect_timeout=5, command_timeout=30)
+    return base_settings()
 
 
 @pytest.fixture

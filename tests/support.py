@@ -1,4 +1,12 @@
-"""Helpers shared by the tests (no fixtures here; see conftest.py)."""
+"""Helpers shared by the tests (no fixtures here; see conftest.py).
+
+One copy of each mechanism: the base test :func:`base_settings`, the registration
+builders (:func:`registration` for the repository, :func:`tool_body` and
+:func:`operation_body` for the REST API), temporary databases
+(:func:`temporary_database`, :func:`temporary_database_blocking`, :func:`admin`),
+and the ``toolreg serve`` launcher (:class:`Server`, :func:`start_server`,
+:func:`running_server`, :func:`stop_server`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +16,23 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
-from omninode_bridge.settings import dsn_hosts
+from omninode_bridge.models import ModelToolRegistrationCreate
+from omninode_bridge.services import PostgresClient
+from omninode_bridge.services.tokens import Scope, TokenService
+from omninode_bridge.settings import Settings, dsn_hosts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLREG = str(Path(sys.executable).with_name("toolreg"))
@@ -26,6 +42,75 @@ def with_database(dsn: str, database: str) -> str:
     """``dsn`` pointing at another database on the same server."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + database))
+
+
+def base_settings(
+    *,
+    pool_min_size: int = 1,
+    pool_max_size: int = 10,
+    connect_timeout: float = 5,
+    command_timeout: float = 30,
+    **overrides: Any,
+) -> Settings:
+    """The tests' settings: a small pool and short database timeouts, whatever the
+    caller's ``TOOLREG_POOL_*`` and timeouts; any other setting in ``overrides``."""
+    return Settings(
+        pool_min_size=pool_min_size,
+        pool_max_size=pool_max_size,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        **overrides,
+    )
+
+
+def registration(tool_id: str, **overrides: Any) -> ModelToolRegistrationCreate:
+    """A compute tool offering ``analyze`` at ``http://<tool_id>:8080/analyze``."""
+    data: dict[str, Any] = {
+        "tool_id": tool_id,
+        "node_type": "compute",
+        "capabilities": {"operations": ["analyze"]},
+        "endpoints": {"analyze": f"http://{tool_id}:8080/analyze"},
+    }
+    data.update(overrides)
+    return ModelToolRegistrationCreate(**data)
+
+
+def tool_body(tool_id: str, **extra: Any) -> dict[str, Any]:
+    """A REST registration body: the guide's metadata stamper, with every field set."""
+    data: dict[str, Any] = {
+        "tool_id": tool_id,
+        "node_type": "effect",
+        "capabilities": {"operations": ["stamp", "hash"], "max_file_size": 10485760},
+        "endpoints": {"stamp": "http://metadata-service:8053/api/v1/stamp"},
+        "metadata": {"version": "1.0.0"},
+        "health_endpoint": "http://metadata-service:8053/health",
+    }
+    data.update(extra)
+    return data
+
+
+def operation_body(tool_id: str, operation: str, url: str) -> dict[str, Any]:
+    """A minimal REST registration body: an effect offering ``operation`` at ``url``."""
+    return {
+        "tool_id": tool_id,
+        "node_type": "effect",
+        "capabilities": {"operations": [operation]},
+        "endpoints": {operation: url},
+    }
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Check ``response`` is an RFC 9457 problem with ``status``; the problem's fields."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["type"].startswith("https://")
+    return problem
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -141,3 +226,133 @@ class SwitchableProxy:
             pass
         finally:
             sink.close()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def admin(server_dsn: str, sql: str) -> None:
+    """Run one statement (``CREATE DATABASE`` and the like) on its own connection."""
+    conn = await asyncpg.connect(server_dsn, timeout=30)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _create_database(name: str, template: str | None) -> str:
+    return f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+
+
+def _drop_database(name: str) -> str:
+    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+
+
+def _database_name(prefix: str, name: str | None) -> str:
+    return name or f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def temporary_database(
+    server_dsn: str, *, template: str | None = None, prefix: str = "toolreg_t_"
+) -> AsyncIterator[str]:
+    """The DSN of a new database on ``server_dsn``'s server (a copy of ``template``, else
+    empty), named ``prefix`` plus a random suffix, dropped at the end."""
+    name = _database_name(prefix, None)
+    await admin(server_dsn, _create_database(name, template))
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        await admin(server_dsn, _drop_database(name))
+
+
+@contextmanager
+def temporary_database_blocking(
+    server_dsn: str,
+    *,
+    template: str | None = None,
+    prefix: str = "toolreg_m_",
+    name: str | None = None,
+) -> Iterator[str]:
+    """:func:`temporary_database` outside an event loop (module and session fixtures);
+    ``name`` replaces the random one."""
+    name = _database_name(prefix, name)
+    asyncio.run(admin(server_dsn, _create_database(name, template)))
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        asyncio.run(admin(server_dsn, _drop_database(name)))
+
+
+@dataclass
+class Server:
+    """A running registry server and what tests need to talk to it."""
+
+    base_url: str
+    dsn: str
+    process: subprocess.Popen[str]
+    log: IO[str]  # the server's stdout and stderr: a file, so a chatty server never blocks
+
+    def output(self) -> str:
+        """Everything the server has printed so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    async def token(self, scope: Scope | str, name: str | None = None) -> str:
+        """A new token's secret, created straight in the database."""
+        async with PostgresClient(base_settings(pool_max_size=1), dsn=self.dsn) as client:
+            created = await TokenService(client).create(name or f"t-{uuid.uuid4().hex[:8]}", scope)
+        return created.secret
+
+
+def start_server(
+    dsn: str,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    log_level: str = "warning",
+    log_path: Path | None = None,
+) -> Server:
+    """``toolreg serve`` on ``dsn`` (and a free port unless ``port``); returns once /health
+    answers (60 s). Its output goes to ``log_path`` if given, else to a temporary file."""
+    port = port or free_port()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a server
+    # that logs more than the pipe holds would block on its next log line.
+    log = (  # closed by stop_server
+        log_path.open("w+", encoding="utf-8")
+        if log_path is not None
+        else tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+    )
+    try:
+        process = subprocess.Popen(
+            [TOOLREG, "serve", "--port", str(port), "--log-level", log_level, *extra],
+            env=clean_env(DATABASE_URL=dsn, **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        server = Server(f"http://127.0.0.1:{port}", dsn, process, log)
+        wait_until_healthy(process, server.base_url, server.output)
+    except BaseException:
+        log.close()
+        raise
+    return server
+
+
+@contextmanager
+def running_server(dsn: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A registry server for the body of the ``with`` (for module-scoped fixtures)."""
+    running = start_server(dsn, *extra, env=env)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def stop_server(server: Server) -> int:
+    """:func:`terminate` the server and close its log; the exit code."""
+    code = terminate(server.process)
+    server.log.close()
+    return code

@@ -19,8 +19,7 @@ from omninode_bridge.embedded import (
     stop_embedded,
 )
 from omninode_bridge.services import PostgresClient
-from omninode_bridge.settings import Settings
-from tests.support import clean_env
+from tests.support import base_settings, clean_env
 
 pytestmark = pytest.mark.embedded
 
@@ -110,7 +109,7 @@ async def test_stop_then_start_again(temp_data_dir: Path) -> None:
 
 async def test_health_check_on_a_stopped_database_reports_and_recovers(temp_data_dir: Path) -> None:
     server = await start_embedded(temp_data_dir)
-    settings = Settings(pool_min_size=1, pool_max_size=2, connect_timeout=3)
+    settings = base_settings(pool_max_size=2, connect_timeout=3)
     async with PostgresClient(settings, dsn=server.dsn("omninode_bridge")) as client:
         assert (await client.health_check())["status"] == "healthy"
         await stop_embedded(temp_data_dir)

@@ -9,7 +9,7 @@ from datetime import datetime
 import httpx
 import orjson
 
-from tests.api.conftest import Server, bearer, start_server, stop_server
+from tests.support import Server, bearer, start_server, stop_server
 
 ACCESS = re.compile(
     r"^(?P<ts>\S+) INFO omninode_bridge\.access: (?P<method>[A-Z]+) (?P<path>\S+) "

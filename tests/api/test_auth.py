@@ -12,15 +12,21 @@ import pytest
 
 from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer, start_server, stop_server
-from tests.api.test_routes import assert_problem, body
+from tests.support import (
+    Server,
+    assert_problem,
+    base_settings,
+    bearer,
+    start_server,
+    stop_server,
+    tool_body,
+)
 
 Write = Callable[[httpx.AsyncClient, str, dict[str, str]], Awaitable[httpx.Response]]
 
 WRITES: dict[str, Write] = {
     "patch": lambda c, t, h: c.patch(f"/v1/tools/{t}", json={"metadata": {"x": 1}}, headers=h),
-    "put": lambda c, t, h: c.put(f"/v1/tools/{t}", json=body(t), headers=h),
+    "put": lambda c, t, h: c.put(f"/v1/tools/{t}", json=tool_body(t), headers=h),
     "heartbeat": lambda c, t, h: c.post(f"/v1/tools/{t}/heartbeat", headers=h),
     "batch-heartbeat": lambda c, t, h: c.post("/v1/heartbeats", json={"tool_ids": [t]}, headers=h),
     "delete": lambda c, t, h: c.delete(f"/v1/tools/{t}", headers=h),
@@ -32,7 +38,7 @@ OK = {"patch": 200, "put": 200, "heartbeat": 204, "batch-heartbeat": 200, "delet
 async def owned(http: httpx.AsyncClient, server: Server, uid: str) -> tuple[str, dict[str, str]]:
     owner = bearer(await server.token("write"))
     tool_id = f"owned-{uid}"
-    assert (await http.post("/v1/tools", json=body(tool_id), headers=owner)).status_code == 201
+    assert (await http.post("/v1/tools", json=tool_body(tool_id), headers=owner)).status_code == 201
     return tool_id, owner
 
 
@@ -86,17 +92,17 @@ async def test_admin_may_do_anything(
 
 
 async def test_create_needs_write(http: httpx.AsyncClient, server: Server, uid: str) -> None:
-    assert_problem(await http.post("/v1/tools", json=body(f"c-{uid}")), 401)
+    assert_problem(await http.post("/v1/tools", json=tool_body(f"c-{uid}")), 401)
     reader = bearer(await server.token("read"))
-    assert_problem(await http.post("/v1/tools", json=body(f"c-{uid}"), headers=reader), 403)
+    assert_problem(await http.post("/v1/tools", json=tool_body(f"c-{uid}"), headers=reader), 403)
 
 
 async def test_revoked_token_is_401(http: httpx.AsyncClient, server: Server, uid: str) -> None:
     secret = await server.token("write", name=f"gone-{uid}")
     assert (
-        await http.post("/v1/tools", json=body(f"r-{uid}"), headers=bearer(secret))
+        await http.post("/v1/tools", json=tool_body(f"r-{uid}"), headers=bearer(secret))
     ).status_code == 201
-    async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=server.dsn) as client:
+    async with PostgresClient(base_settings(pool_max_size=1), dsn=server.dsn) as client:
         assert await TokenService(client).revoke(f"gone-{uid}")
     assert_problem(await http.post(f"/v1/tools/r-{uid}/heartbeat", headers=bearer(secret)), 401)
 
@@ -113,7 +119,7 @@ async def test_revoked_here_refused_at_once_elsewhere_within_the_cache_period(
 
     elsewhere = bearer(await server.token("write", name=f"else-{uid}"))
     assert (await http.get("/v1/tokens/me", headers=elsewhere)).status_code == 200
-    async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=server.dsn) as client:
+    async with PostgresClient(base_settings(pool_max_size=1), dsn=server.dsn) as client:
         assert await TokenService(client).revoke(f"else-{uid}")  # as another replica would
     started = time.monotonic()
     while (await http.get("/v1/tokens/me", headers=elsewhere)).status_code == 200:
@@ -137,7 +143,7 @@ async def test_reads_can_require_a_token(module_db: str) -> None:
 
 async def test_secrets_are_stored_hashed(server: Server) -> None:
     secret = await server.token("write")
-    async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=server.dsn) as client:
+    async with PostgresClient(base_settings(pool_max_size=1), dsn=server.dsn) as client:
         rows = await client.fetch("SELECT * FROM registry_tokens")
     dumped = repr([dict(r) for r in rows])
     assert secret not in dumped

@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.api.conftest import Server, bearer
-from tests.api.test_routes import assert_problem, body
+from tests.support import Server, assert_problem, bearer, tool_body
 
 
 class EventReader:
@@ -50,21 +49,21 @@ async def test_live_events_then_resume_after_disconnect(server: Server, uid: str
         async with http.stream("GET", "/v1/changes") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             await asyncio.sleep(0.3)
-            await http.post("/v1/tools", json=body(f"sse-{uid}-1"), headers=token)
+            await http.post("/v1/tools", json=tool_body(f"sse-{uid}-1"), headers=token)
             first = await read_events(stream, 1)
         assert first[0]["event"] == "created"
         assert first[0]["data"]["tool_id"] == f"sse-{uid}-1"
         last_id = first[0]["id"]
 
         # While disconnected: three more changes.
-        await http.post("/v1/tools", json=body(f"sse-{uid}-2"), headers=token)
+        await http.post("/v1/tools", json=tool_body(f"sse-{uid}-2"), headers=token)
         await http.patch(f"/v1/tools/sse-{uid}-2", json={"metadata": {"v": 2}}, headers=token)
         await http.delete(f"/v1/tools/sse-{uid}-1", headers=token)
 
         async with http.stream("GET", "/v1/changes", headers={"Last-Event-ID": last_id}) as stream:
             reader = EventReader(stream)
             missed = await reader.read(3)
-            await http.post("/v1/tools", json=body(f"sse-{uid}-3"), headers=token)
+            await http.post("/v1/tools", json=tool_body(f"sse-{uid}-3"), headers=token)
             live = await reader.read(1)
     assert [(e["event"], e["data"]["tool_id"]) for e in missed] == [
         ("created", f"sse-{uid}-2"),
@@ -80,7 +79,7 @@ async def test_since_query_and_bad_cursor(server: Server, uid: str) -> None:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         assert_problem(await http.get("/v1/changes", params={"since": "nonsense"}), 422)
         token = bearer(await server.token("write"))
-        await http.post("/v1/tools", json=body(f"since-{uid}"), headers=token)
+        await http.post("/v1/tools", json=tool_body(f"since-{uid}"), headers=token)
         async with http.stream("GET", "/v1/changes", params={"since": "0-0"}) as stream:
             replay = await read_events(stream, 1)
         assert replay[0]["event"] == "created"

@@ -11,7 +11,7 @@ import pytest
 from omninode_bridge.client import RegistryClient
 from omninode_bridge.errors import PermissionDeniedError, ValidationFailedError
 from omninode_bridge.models import ModelToolRegistrationCreate
-from tests.api.conftest import Server, start_server, stop_server
+from tests.support import Server, start_server, stop_server
 
 
 def tool(tool_id: str) -> ModelToolRegistrationCreate:

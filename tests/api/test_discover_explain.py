@@ -11,8 +11,7 @@ import pytest
 
 from omninode_bridge.client import RegistryClient
 from omninode_bridge.errors import NoRoutableToolError
-from tests.api.conftest import Server, bearer, running_server
-from tests.support import free_port
+from tests.support import Server, bearer, free_port, running_server
 
 ENV = {
     "TOOLREG_TTL_SECONDS": "1.5",

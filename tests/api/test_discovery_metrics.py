@@ -13,10 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import Server, running_server
-from tests.api.mcp.conftest import ENV, failed, mcp_client, ok, register, routable
+from tests.api.mcp.helpers import ENV, failed, mcp_client, ok, register, routable
 from tests.services.discovery.tool_server import ToolServer
-from tests.support import free_port
+from tests.support import Server, free_port, operation_body, running_server
 
 # The discovery intervals come from settings: quicker than the defaults, and accepted.
 DISCOVERY_ENV = {
@@ -63,15 +62,6 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples[("toolreg_discovery_" + name, tuple(sorted(labels.items())))]
 
 
-def _tool(tool_id: str, operation: str, url: str) -> dict[str, Any]:
-    return {
-        "tool_id": tool_id,
-        "node_type": "effect",
-        "capabilities": {"operations": [operation]},
-        "endpoints": {operation: url},
-    }
-
-
 async def test_every_discovery_metric_is_exported(registry: Server) -> None:
     samples = await discovery_metrics(registry)
     names = {name for name, _ in samples}
@@ -91,7 +81,7 @@ async def test_discover_loads_and_counts_the_index(registry: Server, uid: str) -
     token = await registry.token("write")
     op = f"metrics-discover-{uid}"
     async with ToolServer("live") as live:
-        await register(registry, token, _tool(f"{op}-1", op, live.url("/x")))
+        await register(registry, token, operation_body(f"{op}-1", op, live.url("/x")))
         async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
             response = await http.get(f"/v1/discover/{op}")
             for _ in range(100):  # the index follows the feed a few milliseconds behind
@@ -115,7 +105,7 @@ async def test_an_ejection_and_call_outcomes_are_counted(registry: Server, uid: 
     token = await registry.token("write")
     op = f"metrics-eject-{uid}"
     dead = f"http://127.0.0.1:{free_port()}/x"  # nothing listens: the connection is refused
-    await register(registry, token, _tool(f"{op}-dead", op, dead))
+    await register(registry, token, operation_body(f"{op}-dead", op, dead))
     await routable(registry, op, 1)
     before = await discovery_metrics(registry)
     async with mcp_client(registry, token) as client:
@@ -129,7 +119,7 @@ async def test_an_ejection_and_call_outcomes_are_counted(registry: Server, uid: 
 
     live_op = f"metrics-answer-{uid}"
     async with ToolServer("live") as live:
-        await register(registry, token, _tool(f"{live_op}-1", live_op, live.url("/x")))
+        await register(registry, token, operation_body(f"{live_op}-1", live_op, live.url("/x")))
         await routable(registry, live_op, 1)
         async with mcp_client(registry, token) as client:
             ok(await client.call_tool("call_tool", {"operation": live_op, "payload": {}}))

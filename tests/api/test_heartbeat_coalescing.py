@@ -14,8 +14,15 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server, start_server, stop_server
-from tests.api.test_routes import assert_problem, body
+from tests.support import (
+    Server,
+    assert_problem,
+    bearer,
+    running_server,
+    start_server,
+    stop_server,
+    tool_body,
+)
 
 WINDOW_MS = "50"  # wide, so that a test's concurrent requests surely share batches
 
@@ -36,7 +43,7 @@ def single(module_db: str) -> Iterator[Server]:
 async def register(server: Server, secret: str, *tool_ids: str) -> None:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         for tool_id in tool_ids:
-            response = await http.post("/v1/tools", json=body(tool_id), headers=bearer(secret))
+            response = await http.post("/v1/tools", json=tool_body(tool_id), headers=bearer(secret))
             assert response.status_code == 201, response.text
 
 
@@ -272,3 +279,36 @@ async def test_heartbeats_pending_at_shutdown_are_written_and_answered(
         stop_server(server)
     seen = await seen_elsewhere(server.dsn, ids)
     assert all(seen[tool_id] > start for tool_id in ids)
+
+
+async def _revoked_elsewhere_then_beat(server: Server, label: str) -> httpx.Response:
+    """A token checked a moment ago (so in the server's cache), revoked behind the server's
+    back as another replica or the CLI would, then used for a heartbeat."""
+    name = f"gone-{label}"
+    secret = await server.token("write", name=name)
+    tool_id = f"hb-{name}"
+    await register(server, secret, tool_id)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        assert (await http.get("/v1/tokens/me", headers=bearer(secret))).status_code == 200
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            await conn.execute(
+                "UPDATE registry_tokens SET revoked_at = now() WHERE name = $1", name
+            )
+        finally:
+            await conn.close()
+        return await http.post(f"/v1/tools/{tool_id}/heartbeat", headers=bearer(secret))
+
+
+async def test_a_token_revoked_elsewhere_is_refused_at_once_when_batched(
+    batched: Server, uid: str
+) -> None:
+    """The batch's statement refuses it; the error path checks it afresh, not from the
+    server's one-second cache of checked tokens (TOOLREG_TOKEN_CACHE_SECONDS)."""
+    assert_problem(await _revoked_elsewhere_then_beat(batched, f"b-{uid}"), 401)
+
+
+async def test_a_token_revoked_elsewhere_is_refused_at_once_when_single(
+    single: Server, uid: str
+) -> None:
+    assert_problem(await _revoked_elsewhere_then_beat(single, f"s-{uid}"), 401)

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from omninode_bridge.api import examples
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.models.fields import HEALTH_ENDPOINT_MAX_LENGTH
-from tests.api.conftest import Server, bearer
+from tests.support import Server, bearer
 
 JSON = "application/json"
 Spec = dict[str, Any]

@@ -11,8 +11,7 @@ import pytest
 
 from omninode_bridge.embedded import start_embedded, stop_embedded
 from omninode_bridge.migrations import runner
-from tests.api.conftest import bearer, start_server, stop_server
-from tests.api.test_routes import assert_problem, body
+from tests.support import assert_problem, bearer, start_server, stop_server, tool_body
 
 pytestmark = pytest.mark.embedded
 
@@ -26,7 +25,7 @@ async def test_database_stopped_while_serving(temp_data_dir: Path) -> None:
         token = bearer(await server.token("write"))
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
             assert (
-                await http.post("/v1/tools", json=body("outage-tool"), headers=token)
+                await http.post("/v1/tools", json=tool_body("outage-tool"), headers=token)
             ).status_code == 201
             await stop_embedded(temp_data_dir)
             for response in (
@@ -85,7 +84,7 @@ async def test_ready_and_metrics_say_discovery_serves_a_stale_index(temp_data_di
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
             detail = (await http.get("/ready")).json()["detail"]
             assert detail["discovery_index"] == "not loaded"
-            created = await http.post("/v1/tools", json=body("stale-tool"), headers=token)
+            created = await http.post("/v1/tools", json=tool_body("stale-tool"), headers=token)
             assert created.status_code == 201
             assert (await http.get("/v1/discover/stamp")).status_code == 200  # loads the index
             metrics = (await http.get("/metrics")).text

@@ -6,8 +6,7 @@ import httpx
 
 from omninode_bridge.errors import ToolAlreadyRegisteredError, ToolNotFoundError
 from omninode_bridge.problem_types import PROBLEM_TYPES, error_from_problem
-from tests.api.conftest import Server, bearer
-from tests.api.test_routes import body
+from tests.support import Server, bearer, tool_body
 
 
 async def test_a_body_that_is_not_json_is_a_415_naming_the_type(
@@ -44,7 +43,7 @@ async def test_405_names_the_allowed_methods(http: httpx.AsyncClient) -> None:
 async def test_every_422_is_worded_alike(http: httpx.AsyncClient, server: Server, uid: str) -> None:
     token = bearer(await server.token("write"))
     from_pydantic = await http.post(
-        "/v1/tools", json=body(f"w-{uid}", node_type="nope"), headers=token
+        "/v1/tools", json=tool_body(f"w-{uid}", node_type="nope"), headers=token
     )
     from_service = await http.post("/v1/tools/search", json={"where": "$$$ nonsense"})
     for response in (from_pydantic, from_service):
@@ -60,8 +59,8 @@ async def test_the_client_rebuilds_the_servers_errors_from_one_table(
 ) -> None:
     token = bearer(await server.token("write"))
     tool_id = f"table-{uid}"
-    assert (await http.post("/v1/tools", json=body(tool_id), headers=token)).status_code == 201
-    again = await http.post("/v1/tools", json=body(tool_id), headers=token)
+    assert (await http.post("/v1/tools", json=tool_body(tool_id), headers=token)).status_code == 201
+    again = await http.post("/v1/tools", json=tool_body(tool_id), headers=token)
     rebuilt = error_from_problem(again.status_code, again.json())
     assert isinstance(rebuilt, ToolAlreadyRegisteredError) and rebuilt.tool_ids == [tool_id]
     missing = await http.get(f"/v1/tools/gone-{uid}")

@@ -8,32 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import Server, bearer, start_server
-
-PROBLEM = "application/problem+json"
-
-
-def body(tool_id: str, **extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "tool_id": tool_id,
-        "node_type": "effect",
-        "capabilities": {"operations": ["stamp", "hash"], "max_file_size": 10485760},
-        "endpoints": {"stamp": "http://metadata-service:8053/api/v1/stamp"},
-        "metadata": {"version": "1.0.0"},
-        "health_endpoint": "http://metadata-service:8053/health",
-    }
-    data.update(extra)
-    return data
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["type"].startswith("https://")
-    return problem
+from tests.support import Server, assert_problem, bearer, start_server, tool_body
 
 
 async def test_health_ready_openapi_docs_metrics(http: httpx.AsyncClient) -> None:
@@ -72,12 +47,12 @@ async def test_create_get_patch_put_delete(
 ) -> None:
     token = bearer(await server.token("write"))
     tool_id = f"crud-{uid}"
-    created = await http.post("/v1/tools", json=body(tool_id), headers=token)
+    created = await http.post("/v1/tools", json=tool_body(tool_id), headers=token)
     assert created.status_code == 201, created.text
     assert created.headers["location"] == f"/v1/tools/{tool_id}"
     stored = created.json()
     assert stored["id"] and stored["last_heartbeat"]
-    assert_problem(await http.post("/v1/tools", json=body(tool_id), headers=token), 409)
+    assert_problem(await http.post("/v1/tools", json=tool_body(tool_id), headers=token), 409)
 
     fetched = (await http.get(f"/v1/tools/{tool_id}")).json()
     assert fetched.pop("health")["status"] == "healthy"  # GET adds the health now
@@ -91,14 +66,14 @@ async def test_create_get_patch_put_delete(
     assert patched.json()["capabilities"] == stored["capabilities"]
 
     replaced = await http.put(
-        f"/v1/tools/{tool_id}", json=body(tool_id, node_type="compute"), headers=token
+        f"/v1/tools/{tool_id}", json=tool_body(tool_id, node_type="compute"), headers=token
     )
     assert replaced.status_code == 200
     assert replaced.json()["node_type"] == "compute"
     assert replaced.json()["id"] == stored["id"]
-    fresh = await http.put(f"/v1/tools/{tool_id}-b", json=body(f"{tool_id}-b"), headers=token)
+    fresh = await http.put(f"/v1/tools/{tool_id}-b", json=tool_body(f"{tool_id}-b"), headers=token)
     assert fresh.status_code == 201
-    mismatch = await http.put(f"/v1/tools/{tool_id}-c", json=body("other"), headers=token)
+    mismatch = await http.put(f"/v1/tools/{tool_id}-c", json=tool_body("other"), headers=token)
     assert "tool_id" in [e["field"] for e in assert_problem(mismatch, 422)["errors"]]
 
     assert (await http.delete(f"/v1/tools/{tool_id}", headers=token)).status_code == 204
@@ -111,7 +86,9 @@ async def test_heartbeats(http: httpx.AsyncClient, server: Server, uid: str) -> 
     token = bearer(await server.token("write"))
     ids = [f"hb-{uid}-{i}" for i in range(3)]
     for tool_id in ids:
-        assert (await http.post("/v1/tools", json=body(tool_id), headers=token)).status_code == 201
+        assert (
+            await http.post("/v1/tools", json=tool_body(tool_id), headers=token)
+        ).status_code == 201
     before = (await http.get(f"/v1/tools/{ids[0]}")).json()["last_heartbeat"]
     await asyncio.sleep(0.01)
     assert (await http.post(f"/v1/tools/{ids[0]}/heartbeat", headers=token)).status_code == 204
@@ -132,7 +109,7 @@ async def test_search_and_list(http: httpx.AsyncClient, server: Server, uid: str
         ("other", 50_000_000, ["hash"]),
     ]
     for name, size, ops in caps:
-        payload = body(
+        payload = tool_body(
             f"s-{uid}-{name}", capabilities={"operations": ops, "max_file_size": size, "tag": uid}
         )
         assert (await http.post("/v1/tools", json=payload, headers=token)).status_code == 201
@@ -162,7 +139,7 @@ async def test_search_and_list(http: httpx.AsyncClient, server: Server, uid: str
 
 async def test_validation_names_every_field(http: httpx.AsyncClient, server: Server) -> None:
     token = bearer(await server.token("write"))
-    bad = body(
+    bad = tool_body(
         "bad id", node_type="gateway", endpoints={"stamp": "javascript:alert(1)"}, capabilities=[1]
     )
     problem = assert_problem(await http.post("/v1/tools", json=bad, headers=token), 422)
@@ -212,7 +189,7 @@ async def test_two_hundred_parallel_creates(
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
         responses = await asyncio.gather(
-            *(client.post("/v1/tools", json=body(i), headers=token) for i in ids)
+            *(client.post("/v1/tools", json=tool_body(i), headers=token) for i in ids)
         )
     assert [r.status_code for r in responses] == [201] * 200
     seen: list[str] = []
@@ -240,7 +217,7 @@ async def test_sigterm_drains_and_ends_streams(module_db: str, uid: str) -> None
     ):
         burst = [
             asyncio.ensure_future(
-                client.post("/v1/tools", json=body(f"drain-{uid}-{i}"), headers=token)
+                client.post("/v1/tools", json=tool_body(f"drain-{uid}-{i}"), headers=token)
             )
             for i in range(20)
         ]
@@ -267,7 +244,7 @@ async def test_discover_routes_to_a_live_tool(
     token = bearer(await server.token("write"))
     operation = f"op-{uid}"
     assert_problem(await http.get(f"/v1/discover/{operation}"), 404)
-    payload = body(
+    payload = tool_body(
         f"disc-{uid}",
         capabilities={"operations": [operation]},
         endpoints={operation: "http://127.0.0.1:9/run"},

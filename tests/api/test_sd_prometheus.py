@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server
-from tests.support import free_port, terminate
+from tests.support import Server, bearer, free_port, running_server, terminate
 
 PROMETHEUS = shutil.which("prometheus")
 CONFIG = """
@@ -163,12 +162,19 @@ async def test_real_prometheus_discovers_scrapes_and_drops_tools(
             body = metrics_tool(tool_id, registry)
             assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
             ours: list[dict[str, Any]] = []
-            for _ in range(400):  # discovered and scraped once (1 s intervals; a busy CI is slow)
+            for _ in range(600):  # discovered and scraped once (1 s intervals; a busy CI is slow)
                 ours = await _ours(prom, tool_id)
                 if ours and ours[0]["health"] != "unknown":
                     break
                 await asyncio.sleep(0.3)
-            assert ours, "Prometheus never listed the tool"
+            if not ours:  # say which side lost it: the registry's answer, Prometheus's view
+                served = (await http.get("/v1/sd/prometheus")).text
+                seen = (await prom.get("/api/v1/targets")).text
+                log = (folder / "prometheus.log").read_text()[-3000:]
+                raise AssertionError(
+                    f"Prometheus never listed the tool.\nregistry: {served[:2000]}\n"
+                    f"prometheus targets: {seen[:2000]}\nprometheus log: {log}"
+                )
             target = ours[0]
             assert target["scrapePool"] == "toolreg"
             assert target["scrapeUrl"] == f"{registry.base_url}/metrics"

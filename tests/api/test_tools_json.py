@@ -9,15 +9,13 @@ import httpx
 import pytest
 
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer
-from tests.api.test_routes import body
+from tests.support import Server, base_settings, bearer, tool_body
 
 
 @pytest.fixture
 async def repository(server: Server) -> AsyncIterator[ToolRegistrationRepository]:
     """The repository on the server's database: the models' side of the comparison."""
-    settings = Settings(pool_min_size=1, pool_max_size=1)
+    settings = base_settings(pool_max_size=1)
     async with PostgresClient(settings, dsn=server.dsn) as client:
         yield ToolRegistrationRepository(client)
 
@@ -25,7 +23,7 @@ async def repository(server: Server) -> AsyncIterator[ToolRegistrationRepository
 async def _register(http: httpx.AsyncClient, server: Server, ids: list[str], tag: str) -> None:
     token = bearer(await server.token("write"))
     for tool_id in ids:
-        payload = body(
+        payload = tool_body(
             tool_id,
             capabilities={"operations": ["stamp"], "tag": tag, "nested": {"é": [1.5, None, True]}},
             metadata={"note": 'quotes " and \\ and ünïcode', "n": 12345678901234},

@@ -20,10 +20,15 @@ import pytest
 from omninode_bridge.autodiscovery import ConsulSource, SourceUnavailableError
 from omninode_bridge.autodiscovery.consul import parse_address
 from omninode_bridge.errors import ConfigurationError
-from tests.api.conftest import Server, bearer, running_server, start_server, stop_server
 from tests.api.conftest import module_db as module_db  # a fixture of this module
-from tests.conftest import _admin
-from tests.support import with_database
+from tests.support import (
+    Server,
+    bearer,
+    running_server,
+    start_server,
+    stop_server,
+    temporary_database,
+)
 
 # From Consul's API docs (health/service and catalog/services), trimmed.
 DOCUMENTED_SERVICES = {"redis": ["primary", "v1"], "web": []}
@@ -174,29 +179,28 @@ async def test_registry_b_mirrors_registry_a(
         assert (
             await a.put("/v1/tools/fed-1", json=_tool("fed-1", "rank"), headers=token)
         ).is_success
-        name = "toolreg_fed_b"
-        await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await _admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        b_server = start_server(
-            with_database(server_dsn, name),
-            env={"TOOLREG_CONSUL_ADDRESS": registry_a.base_url},
-        )
-        try:
-            async with httpx.AsyncClient(base_url=b_server.base_url, timeout=10) as b:
-                tools = await _until(b, lambda t: "fed-1" in t)
-                mirrored = tools["fed-1"]
-                assert mirrored["node_type"] == "compute"
-                assert mirrored["endpoints"] == {"rank": "https://10.2.0.1:9443/v2/rank"}
-                assert mirrored["capabilities"] == {"operations": ["rank"]}
-                assert mirrored["metadata"] == {"team": "search", "tags": ["gpu"]}
+        async with temporary_database(
+            server_dsn, template=template_db, prefix="toolreg_fed_b_"
+        ) as b_dsn:
+            b_server = start_server(
+                b_dsn,
+                env={"TOOLREG_CONSUL_ADDRESS": registry_a.base_url},
+            )
+            try:
+                async with httpx.AsyncClient(base_url=b_server.base_url, timeout=10) as b:
+                    tools = await _until(b, lambda t: "fed-1" in t)
+                    mirrored = tools["fed-1"]
+                    assert mirrored["node_type"] == "compute"
+                    assert mirrored["endpoints"] == {"rank": "https://10.2.0.1:9443/v2/rank"}
+                    assert mirrored["capabilities"] == {"operations": ["rank"]}
+                    assert mirrored["metadata"] == {"team": "search", "tags": ["gpu"]}
 
-                body = _tool("fed-2", "embed")
-                assert (await a.put("/v1/tools/fed-2", json=body, headers=token)).is_success
-                await _until(b, lambda t: "fed-2" in t)
-                assert (await a.delete("/v1/tools/fed-1", headers=token)).status_code == 204
-                await _until(b, lambda t: "fed-1" not in t and "fed-2" in t)
-                found = await b.get("/v1/discover/embed")
-                assert found.status_code == 200 and found.json()["tool_id"] == "fed-2"
-        finally:
-            stop_server(b_server)
-            await _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    body = _tool("fed-2", "embed")
+                    assert (await a.put("/v1/tools/fed-2", json=body, headers=token)).is_success
+                    await _until(b, lambda t: "fed-2" in t)
+                    assert (await a.delete("/v1/tools/fed-1", headers=token)).status_code == 204
+                    await _until(b, lambda t: "fed-1" not in t and "fed-2" in t)
+                    found = await b.get("/v1/discover/embed")
+                    assert found.status_code == 200 and found.json()["tool_id"] == "fed-2"
+            finally:
+                stop_server(b_server)

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server
-from tests.api.test_routes import body
+from tests.support import Server, bearer, running_server, tool_body
 
 # Backtracking that grows with the cube of the string: minutes without a limit.
 PATHOLOGICAL = '$ ? ("' + "a" * 2000 + 'c" like_regex "^(.*)(.*)\\\\2\\\\1$")'
@@ -34,7 +33,7 @@ def limited(module_db: str) -> Iterator[Server]:
 
 async def _seed(http: httpx.AsyncClient, server: Server, tool_id: str) -> dict[str, str]:
     token = bearer(await server.token("write"))
-    response = await http.put(f"/v1/tools/{tool_id}", json=body(tool_id), headers=token)
+    response = await http.put(f"/v1/tools/{tool_id}", json=tool_body(tool_id), headers=token)
     assert response.status_code in (200, 201), response.text
     return token
 

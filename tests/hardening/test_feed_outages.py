@@ -19,9 +19,7 @@ import pytest
 
 from omninode_bridge.embedded import start_embedded, stop_embedded
 from omninode_bridge.migrations import runner
-from tests.api.conftest import bearer, start_server
-from tests.api.test_routes import body
-from tests.support import terminate
+from tests.support import bearer, start_server, terminate, tool_body
 
 pytestmark = pytest.mark.embedded
 
@@ -118,7 +116,9 @@ async def test_streams_end_on_every_outage_and_resume_without_gaps(temp_data_dir
             created: list[str] = []
             for outage in range(OUTAGES + 1):
                 tool_id = f"t-{outage}"
-                response = await http.put(f"/v1/tools/{tool_id}", json=body(tool_id), headers=token)
+                response = await http.put(
+                    f"/v1/tools/{tool_id}", json=tool_body(tool_id), headers=token
+                )
                 assert response.status_code == 201, response.text
                 created.append(tool_id)
                 count = len(created)

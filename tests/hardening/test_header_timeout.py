@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.conftest import Server, running_server
+from tests.support import Server, running_server
 
 HEADER_TIMEOUT = 1.0
 CLOSE_WITHIN = 6.0  # seconds: the timeout plus ample slack, still below keep-alive + timeout

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server
-from tests.api.test_routes import assert_problem
+from tests.support import Server, assert_problem, bearer, running_server
 
 META = ("/metrics", "/openapi.json", "/docs", "/redoc")
 

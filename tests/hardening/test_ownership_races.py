@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import Server, bearer
-from tests.api.test_routes import body
+from tests.support import Server, bearer, tool_body
 
 PAIRS = 40
 
@@ -23,7 +22,7 @@ async def _tokens(server: Server) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _by(tool_id: str, who: str) -> dict[str, Any]:
-    return body(tool_id, metadata={"by": who})
+    return tool_body(tool_id, metadata={"by": who})
 
 
 async def _settle(http: httpx.AsyncClient, tool_id: str, results: dict[str, httpx.Response]) -> str:
@@ -136,7 +135,7 @@ async def test_batch_heartbeat_with_one_foreign_id_writes_nothing(server: Server
     mine, theirs = await _tokens(server)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         for tool_id, token in ((f"m-{uid}", mine), (f"t-{uid}", theirs)):
-            assert (await http.post("/v1/tools", json=body(tool_id), headers=token)).is_success
+            assert (await http.post("/v1/tools", json=tool_body(tool_id), headers=token)).is_success
         before = (await http.get(f"/v1/tools/m-{uid}")).json()["last_heartbeat"]
         await asyncio.sleep(0.01)
         denied = await http.post(

@@ -11,9 +11,7 @@ import pytest
 
 from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer, running_server
-from tests.api.test_routes import body
+from tests.support import Server, base_settings, bearer, running_server, tool_body
 
 BUFFER = 65536
 
@@ -48,7 +46,7 @@ async def test_a_lone_surrogate_in_a_batch_heartbeat_is_a_422_and_writes_nothing
     token = bearer(await streams.token("write"))
     tool_id = f"surrogate-{uid}"
     async with httpx.AsyncClient(base_url=streams.base_url, timeout=10) as http:
-        assert (await http.post("/v1/tools", json=body(tool_id), headers=token)).is_success
+        assert (await http.post("/v1/tools", json=tool_body(tool_id), headers=token)).is_success
         before = (await http.get(f"/v1/tools/{tool_id}")).json()["last_heartbeat"]
         raw = '{"tool_ids": ["' + tool_id + '", "\\ud800"]}'
         response = await http.post(
@@ -66,7 +64,7 @@ async def test_a_registration_larger_than_its_bound_is_refused(streams: Server, 
     endpoints = {f"op{i}": f"http://h/{'x' * 1000}" for i in range(400)}  # about 400 KB
     async with httpx.AsyncClient(base_url=streams.base_url, timeout=10) as http:
         response = await http.post(
-            "/v1/tools", json=body(f"big-{uid}", endpoints=endpoints), headers=token
+            "/v1/tools", json=tool_body(f"big-{uid}", endpoints=endpoints), headers=token
         )
         assert response.status_code == 422, response.text
         assert "TOOLREG_MAX_REGISTRATION_BYTES" in response.text
@@ -83,7 +81,7 @@ async def test_the_stream_of_a_revoked_token_ends(streams: Server, uid: str) -> 
         assert stream.status_code == 200
         lines = stream.aiter_lines()
         assert await anext(lines) == ": connected"
-        async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=streams.dsn) as c:
+        async with PostgresClient(base_settings(pool_max_size=1), dsn=streams.dsn) as c:
             assert await TokenService(c).revoke(name)
         seen = []
         async with asyncio.timeout(5):
@@ -106,7 +104,7 @@ async def test_a_subscriber_that_stops_reading_is_cut_off(streams: Server, uid: 
             for index in range(120):  # about 7 MB of events, far past buffers and windows
                 tool_id = f"fat-{uid}-{index}"
                 response = await http.post(
-                    "/v1/tools", json=body(tool_id, metadata=metadata), headers=token
+                    "/v1/tools", json=tool_body(tool_id, metadata=metadata), headers=token
                 )
                 assert response.status_code == 201, response.text
             sock.setblocking(False)

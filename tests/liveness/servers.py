@@ -1,8 +1,5 @@
-"""Real ``toolreg serve`` processes for the replica tests, logging to a file each.
-
-Unlike tests/api's helper, output goes to a file, not a pipe: at debug level a
-server writes more than a pipe holds, and a full pipe would stall it.
-"""
+"""Real ``toolreg serve`` processes for the replica tests, at debug level, logging to a
+file each (started by :func:`tests.support.start_server`), and what their logs say."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import TOOLREG, clean_env, free_port, terminate, wait_until_healthy
+from tests.support import start_server, terminate
 
 __all__ = ["Pass", "ServerProcess", "leader_gauge", "parse_log", "spawn", "stop"]
 
@@ -25,7 +22,7 @@ _ELECTED = re.compile(r"liveness leader elected: .*\bt=([\d.]+)")
 @dataclass
 class ServerProcess:
     base_url: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[str]
     log: Path
 
     @property
@@ -35,17 +32,9 @@ class ServerProcess:
 
 def spawn(dsn: str, log: Path, env: dict[str, str]) -> ServerProcess:
     """Start a server at debug level on a free port; returns once /health answers (60 s)."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [TOOLREG, "serve", "--port", str(port), "--log-level", "debug"],
-            env=clean_env(DATABASE_URL=dsn, **env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
-    wait_until_healthy(process, server.base_url, log.read_text)
-    return server
+    server = start_server(dsn, env=env, log_level="debug", log_path=log)
+    server.log.close()  # the process keeps its own descriptor; the log is read by path
+    return ServerProcess(server.base_url, server.process, log)
 
 
 def stop(server: ServerProcess) -> None:

@@ -17,8 +17,8 @@ from omninode_bridge.liveness.checker import Q
 from omninode_bridge.liveness.leader import LEASE_NAME
 from omninode_bridge.models import ModelToolRegistrationUpdate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from tests.liveness.conftest import event_kinds, liveness_settings, register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import event_kinds, liveness_settings, register
 
 P, C, U = CheckStatus.PASSING, CheckStatus.CRITICAL, CheckStatus.UNKNOWN
 

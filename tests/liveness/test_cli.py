@@ -7,8 +7,8 @@ import asyncio
 import orjson
 
 from omninode_bridge.services import ToolRegistrationRepository
-from tests.liveness.conftest import register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import register
 from tests.support import TOOLREG, clean_env
 
 

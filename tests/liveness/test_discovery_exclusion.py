@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from omninode_bridge.liveness import HealthChecker
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
-from tests.liveness.conftest import register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import register
 
 
 async def _chosen(discovery: ToolDiscoveryService, rounds: int = 40) -> set[str]:

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from omninode_bridge.liveness import HealthChecker, HealthHistory, Reaper
 from omninode_bridge.models import ModelToolRegistrationUpdate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from tests.liveness.conftest import event_kinds, register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import event_kinds, register
 
 TTL = 2.0  # short, but with room for a loaded machine between steps
 

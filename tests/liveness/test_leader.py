@@ -21,8 +21,8 @@ from omninode_bridge.liveness import (
 )
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
-from tests.liveness.conftest import liveness_settings, register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import liveness_settings, register
 
 INTERVAL = 0.3
 

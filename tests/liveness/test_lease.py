@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from tests.liveness.conftest import register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import register
 from tests.liveness.servers import ServerProcess, leader_gauge, parse_log, spawn, stop
 
 INTERVAL = 0.5

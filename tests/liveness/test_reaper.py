@@ -10,7 +10,7 @@ from omninode_bridge.liveness import Fence, LeadershipLostError, LivenessMetrics
 from omninode_bridge.liveness.leader import LEASE_NAME, LIVENESS_LOCK_KEY
 from omninode_bridge.liveness.reaper import Q
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from tests.liveness.conftest import event_kinds, register
+from tests.liveness.helpers import event_kinds, register
 
 TTL, RETENTION = 60.0, 600.0
 OLD = RETENTION + 30  # heartbeat age of a tool past the retention

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from omninode_bridge.services import ToolRegistrationRepository
-from tests.liveness.conftest import register
+from tests.liveness.helpers import register
 from tests.liveness.servers import Pass, ServerProcess, leader_gauge, parse_log, spawn, stop
 
 INTERVAL = 0.5

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from tests.liveness.conftest import register
 from tests.liveness.health_server import HealthServer
+from tests.liveness.helpers import register
 from tests.liveness.servers import spawn, stop
 
 INTERVAL = 0.5

@@ -11,7 +11,7 @@ from omninode_bridge.errors import ConfigurationError
 from omninode_bridge.migrations import HEAD_REVISION, runner
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import load_settings
-from tests.liveness.conftest import register
+from tests.liveness.helpers import register
 
 INTERVALS = ("TOOLREG_REAP_INTERVAL_SECONDS", "TOOLREG_CHECK_INTERVAL_SECONDS")
 

@@ -14,14 +14,14 @@ from omninode_bridge.errors import ResyncRequiredError, ValidationFailedError
 from omninode_bridge.models import ChangeKind, ModelToolRegistrationUpdate
 from omninode_bridge.services import ChangeFeed, ToolRegistrationRepository
 from omninode_bridge.services.sql import load_queries
-from tests.services.test_tool_registration_repository import tool
+from tests.support import registration
 
 Q = load_queries("tool_registrations.sql")
 
 
 async def _raw_create(conn: asyncpg.Connection, tool_id: str) -> None:
     """The repository's create statement on a raw connection, to hold transactions open."""
-    reg = tool(tool_id)
+    reg = registration(tool_id)
     await conn.fetchrow(
         Q["create_registration"],
         reg.tool_id,
@@ -35,9 +35,9 @@ async def _raw_create(conn: asyncpg.Connection, tool_id: str) -> None:
 
 
 async def test_every_change_is_an_event_in_order(repository: ToolRegistrationRepository) -> None:
-    await repository.create_registration(tool("a"))
+    await repository.create_registration(registration("a"))
     await repository.update_registration("a", ModelToolRegistrationUpdate(metadata={"v": 2}))
-    await repository.upsert_registration(tool("b"))
+    await repository.upsert_registration(registration("b"))
     await repository.delete_registration("a", reason="test cleanup")
     events = await repository.changes()
     assert [(e.kind, e.tool_id) for e in events] == [
@@ -58,7 +58,7 @@ async def test_every_change_is_an_event_in_order(repository: ToolRegistrationRep
 
 
 async def test_limit_pages_through_the_feed(repository: ToolRegistrationRepository) -> None:
-    await repository.create_registrations([tool(f"t{i:02d}") for i in range(25)])
+    await repository.create_registrations([registration(f"t{i:02d}") for i in range(25)])
     seen: list[str] = []
     cursor = None
     while batch := await repository.changes(cursor, limit=7):
@@ -107,7 +107,7 @@ async def test_events_wait_for_older_open_transactions(
         tx = holder.transaction()
         await tx.start()
         await _raw_create(holder, "slow")
-        await repository.create_registration(tool("fast"))
+        await repository.create_registration(registration("fast"))
         # "fast" committed, but "slow" (older, open) could still add an event before it.
         assert await repository.changes() == []
         await tx.commit()
@@ -165,7 +165,7 @@ async def test_concurrent_writers_and_a_polling_reader_agree(
 
 
 async def test_watch_replays_then_follows(repository: ToolRegistrationRepository) -> None:
-    await repository.create_registration(tool("before"))
+    await repository.create_registration(registration("before"))
     received: list[str] = []
     got_two = asyncio.Event()
 
@@ -180,7 +180,7 @@ async def test_watch_replays_then_follows(repository: ToolRegistrationRepository
     await asyncio.sleep(0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await repository.create_registration(tool("after"))
+    await repository.create_registration(registration("after"))
     await asyncio.wait_for(got_two.wait(), timeout=4.0)
     # Delivered by NOTIFY, well before the 30 s poll.
     assert loop.time() - started < 2.5
@@ -189,12 +189,12 @@ async def test_watch_replays_then_follows(repository: ToolRegistrationRepository
 
 
 async def test_pruned_cursor_needs_a_resync(repository: ToolRegistrationRepository) -> None:
-    await repository.create_registrations([tool("old-1"), tool("old-2")])
+    await repository.create_registrations([registration("old-1"), registration("old-2")])
     events = await repository.changes()
     await repository.client.execute(
         "UPDATE tool_registration_events SET occurred_at = now() - interval '3 days'"
     )
-    await repository.create_registration(tool("new"))
+    await repository.create_registration(registration("new"))
     assert await repository.feed.prune(retention_seconds=86400) == 2
     with pytest.raises(ResyncRequiredError, match="retention"):
         await repository.changes(events[0].cursor)
@@ -209,9 +209,9 @@ async def test_pruned_cursor_needs_a_resync(repository: ToolRegistrationReposito
 async def test_head_cursor_means_new_only(repository: ToolRegistrationRepository) -> None:
     feed: ChangeFeed = repository.feed
     assert await feed.head_cursor() == "0-0"
-    await repository.create_registration(tool("x"))
+    await repository.create_registration(registration("x"))
     head = await feed.head_cursor()
-    await repository.create_registration(tool("y"))
+    await repository.create_registration(registration("y"))
     assert [e.tool_id for e in await feed.changes(head)] == ["y"]
 
 
@@ -247,7 +247,9 @@ async def test_watch_catches_up_soon_after_an_older_transaction_ends(
         tx = holder.transaction()
         await tx.start()
         await holder.fetchval("SELECT pg_current_xact_id()")  # an older, open transaction
-        await repository.create_registration(tool("held-back"))  # notified, not yet readable
+        await repository.create_registration(
+            registration("held-back")
+        )  # notified, not yet readable
         await asyncio.sleep(0.3)
         assert received == []
         await tx.commit()  # no NOTIFY from this one: the watcher must look again by itself

@@ -17,7 +17,7 @@ from omninode_bridge.liveness.history import HealthHistory
 from omninode_bridge.models import ChangeEvent, ModelToolRegistrationUpdate
 from omninode_bridge.services import ToolRegistrationRepository
 from omninode_bridge.services.cursors import FeedPosition
-from tests.services.test_tool_registration_repository import tool
+from tests.support import registration
 
 BURN = """
 CREATE OR REPLACE PROCEDURE pg_temp.burn_xids(n bigint) LANGUAGE plpgsql AS $$
@@ -81,7 +81,7 @@ async def test_replay_paging_following_and_head_across_a_power_of_ten(
     try:
         written = []
         for index in range(WRITES):
-            created = await repository.create_registration(tool(f"x{index:03d}"))
+            created = await repository.create_registration(registration(f"x{index:03d}"))
             written.append(created.tool_id)
         events = await repository.changes(start, 10_000)
         assert [e.tool_id for e in events] == written  # replay: every event once, in order
@@ -115,7 +115,7 @@ async def test_tool_history_across_a_power_of_ten(
     repository: ToolRegistrationRepository, db_dsn: str
 ) -> None:
     boundary = await burn_to_just_below_a_power_of_ten(db_dsn)
-    await repository.create_registration(tool("h"))
+    await repository.create_registration(registration("h"))
     for version in range(WRITES - 1):
         update = ModelToolRegistrationUpdate(metadata={"v": version})
         await repository.update_registration("h", update)

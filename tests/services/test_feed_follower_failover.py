@@ -15,8 +15,7 @@ import time
 from omninode_bridge.services import ChangeFeed, PostgresClient
 from omninode_bridge.services.discovery.sync import DiscoveryTuning
 from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
-from omninode_bridge.settings import Settings
-from tests.support import SwitchableProxy
+from tests.support import SwitchableProxy, base_settings
 
 OUTAGE = 5.2  # uncapped at 2 s, the attempts after the first failure come 3.15 s and 5.15 s
 # in, then 7.15 s: 1.95 s after the database is back.
@@ -39,7 +38,7 @@ async def test_following_resumes_within_the_backoff_cap_after_a_long_outage(db_d
                 changed.clear()
                 await changed.wait()
 
-    settings = Settings(pool_min_size=0, pool_max_size=2, connect_timeout=2)
+    settings = base_settings(pool_min_size=0, pool_max_size=2, connect_timeout=2)
     async with PostgresClient(settings, dsn=proxy.dsn) as client:
         follower = FeedFollower(ChangeFeed(client), None, on_recovered=on_recovered)
 

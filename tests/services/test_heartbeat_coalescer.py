@@ -18,7 +18,7 @@ from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.heartbeat_coalescer import HeartbeatCoalescer
 from omninode_bridge.services.tokens import Scope, TokenService
-from omninode_bridge.settings import Settings
+from tests.support import base_settings
 
 Request = tuple[str, str]
 
@@ -357,7 +357,7 @@ async def test_liveness_sees_a_batched_heartbeat_as_it_sees_a_single_one(
     writer = await secret(postgres_client, Scope.WRITE)
     reaper = Reaper(
         postgres_client,
-        Settings(ttl_seconds=2.0, pool_min_size=1, pool_max_size=2),
+        base_settings(ttl_seconds=2.0, pool_max_size=2),
         LivenessMetrics(CollectorRegistry()),
     )
     long_ago = await db_now(postgres_client) - timedelta(seconds=60)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.live_view import LiveView
-from tests.services.test_tool_registration_repository import tool
+from tests.support import registration
 
 
 class CountingView(LiveView):
@@ -33,14 +33,14 @@ async def _until(what: str, predicate: Callable[[], bool], timeout: float = 20) 
 async def test_a_lost_feed_is_resumed_not_reloaded(
     repository: ToolRegistrationRepository, postgres_client: PostgresClient
 ) -> None:
-    await repository.create_registration(tool("before"))
+    await repository.create_registration(registration("before"))
     hub = FeedHub(repository.feed)
     await hub.start()
     view = CountingView(repository, hub, keys=lambda r: ["all"])
     try:
         await view.ensure_started(10)
         assert view.get("before") is not None and view.loads == 1
-        await repository.create_registration(tool("first"))
+        await repository.create_registration(registration("first"))
         await _until("first", lambda: view.get("first") is not None)
 
         # Every other session of this database ends: the hub's LISTEN connection and
@@ -50,7 +50,7 @@ async def test_a_lost_feed_is_resumed_not_reloaded(
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         await _until("the view noticed", lambda: not view.current)
-        await repository.create_registration(tool("during"))
+        await repository.create_registration(registration("during"))
         await repository.delete_registration("first")
         await _until("the view is current", lambda: view.current)
         await _until("during", lambda: view.get("during") is not None)

@@ -12,8 +12,7 @@ from omninode_bridge.errors import RegistryUnavailableError
 from omninode_bridge.migrations import runner
 from omninode_bridge.models import ModelToolRegistrationUpdate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.settings import Settings
-from tests.services.test_tool_registration_repository import tool
+from tests.support import base_settings, registration
 
 pytestmark = pytest.mark.embedded
 
@@ -22,10 +21,12 @@ async def test_outage_raises_typed_errors_then_recovers(temp_data_dir: Path) -> 
     server = await start_embedded(temp_data_dir)
     dsn = server.dsn("omninode_bridge")
     await runner.upgrade(dsn)
-    settings = Settings(pool_min_size=2, pool_max_size=4, connect_timeout=3, command_timeout=10)
+    settings = base_settings(
+        pool_min_size=2, pool_max_size=4, connect_timeout=3, command_timeout=10
+    )
     async with PostgresClient(settings, dsn=dsn) as client:
         repository = ToolRegistrationRepository(client)
-        await repository.create_registration(tool("survivor"))
+        await repository.create_registration(registration("survivor"))
 
         await stop_embedded(temp_data_dir)
         calls: list[Callable[[], Awaitable[object]]] = [
@@ -38,7 +39,7 @@ async def test_outage_raises_typed_errors_then_recovers(temp_data_dir: Path) -> 
             lambda: repository.update_registration(
                 "survivor", ModelToolRegistrationUpdate(metadata={})
             ),
-            lambda: repository.create_registration(tool("newcomer")),
+            lambda: repository.create_registration(registration("newcomer")),
             lambda: repository.changes(),
         ]
         for call in calls:
@@ -51,5 +52,5 @@ async def test_outage_raises_typed_errors_then_recovers(temp_data_dir: Path) -> 
         fetched = await repository.get_registration("survivor")
         assert fetched is not None
         assert await repository.update_heartbeat("survivor") is True
-        assert await repository.create_registration(tool("newcomer"))
+        assert await repository.create_registration(registration("newcomer"))
         assert await repository.count_registrations() == 2

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.settings import Settings
+from tests.support import base_settings
 
 json_scalars = (
     st.none()
@@ -44,7 +44,7 @@ def loop_and_repo(
     db_dsn: str,
 ) -> Iterator[tuple[asyncio.AbstractEventLoop, ToolRegistrationRepository]]:
     loop = asyncio.new_event_loop()
-    client = PostgresClient(Settings(pool_min_size=1, pool_max_size=2), dsn=db_dsn)
+    client = PostgresClient(base_settings(pool_max_size=2), dsn=db_dsn)
     loop.run_until_complete(client.connect())
     try:
         yield loop, ToolRegistrationRepository(client)

@@ -22,17 +22,7 @@ from omninode_bridge.models import (
 )
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from tests.models.test_registration import BAD_INPUT, GOOD
-
-
-def tool(tool_id: str, **overrides: Any) -> ModelToolRegistrationCreate:
-    data: dict[str, Any] = {
-        "tool_id": tool_id,
-        "node_type": "compute",
-        "capabilities": {"operations": ["analyze"]},
-        "endpoints": {"analyze": f"http://{tool_id}:8080/analyze"},
-    }
-    data.update(overrides)
-    return ModelToolRegistrationCreate(**data)
+from tests.support import registration
 
 
 async def count_rows(client: PostgresClient) -> int:
@@ -62,10 +52,10 @@ async def test_create_returns_the_stored_row(repository: ToolRegistrationReposit
 async def test_duplicate_tool_id_names_it_and_writes_nothing(
     repository: ToolRegistrationRepository,
 ) -> None:
-    await repository.create_registration(tool("dup-tool"))
+    await repository.create_registration(registration("dup-tool"))
     rows, events = await count_rows(repository.client), await count_events(repository.client)
     with pytest.raises(ToolAlreadyRegisteredError, match="'dup-tool'"):
-        await repository.create_registration(tool("dup-tool", node_type="effect"))
+        await repository.create_registration(registration("dup-tool", node_type="effect"))
     assert await count_rows(repository.client) == rows
     assert await count_events(repository.client) == events
     assert (await repository.get_registration("dup-tool")).node_type is NodeType.COMPUTE  # type: ignore[union-attr]
@@ -121,7 +111,7 @@ async def test_update_can_clear_health_endpoint_and_change_node_type(
 
 
 async def test_empty_update_writes_nothing(repository: ToolRegistrationRepository) -> None:
-    created = await repository.create_registration(tool("quiet"))
+    created = await repository.create_registration(registration("quiet"))
     events = await count_events(repository.client)
     same = await repository.update_registration("quiet", ModelToolRegistrationUpdate())
     assert same == created
@@ -131,7 +121,7 @@ async def test_empty_update_writes_nothing(repository: ToolRegistrationRepositor
 async def test_heartbeat_uses_database_clock_and_explicit_times(
     repository: ToolRegistrationRepository,
 ) -> None:
-    created = await repository.create_registration(tool("beat"))
+    created = await repository.create_registration(registration("beat"))
     past = datetime.now(UTC) - timedelta(hours=2)
     assert await repository.update_heartbeat("beat", past) is True
     stale = await repository.get_registration("beat")
@@ -146,7 +136,7 @@ async def test_heartbeat_uses_database_clock_and_explicit_times(
 
 
 async def test_heartbeat_in_the_future_is_rejected(repository: ToolRegistrationRepository) -> None:
-    await repository.create_registration(tool("future"))
+    await repository.create_registration(registration("future"))
     before = await repository.get_registration("future")
     with pytest.raises(ValidationFailedError, match="heartbeat_time"):
         await repository.update_heartbeat("future", datetime.now(UTC) + timedelta(minutes=5))
@@ -156,7 +146,7 @@ async def test_heartbeat_in_the_future_is_rejected(repository: ToolRegistrationR
 
 
 async def test_heartbeats_are_not_change_events(repository: ToolRegistrationRepository) -> None:
-    await repository.create_registration(tool("hb"))
+    await repository.create_registration(registration("hb"))
     events = await count_events(repository.client)
     await repository.update_heartbeat("hb")
     assert await repository.update_heartbeats(["hb", "ghost"]) == ["ghost"]
@@ -166,7 +156,7 @@ async def test_heartbeats_are_not_change_events(repository: ToolRegistrationRepo
 async def test_update_heartbeats_reports_unknown_ids_in_order(
     repository: ToolRegistrationRepository,
 ) -> None:
-    await repository.create_registrations([tool(f"t{i}") for i in range(5)])
+    await repository.create_registrations([registration(f"t{i}") for i in range(5)])
     past = datetime.now(UTC) - timedelta(hours=1)
     missing = await repository.update_heartbeats(["t0", "x1", "t3", "x0", "t0"], past)
     assert missing == ["x1", "x0"]
@@ -181,7 +171,9 @@ async def test_update_heartbeats_reports_unknown_ids_in_order(
 async def test_healthy_tools_compare_against_the_database_clock(
     repository: ToolRegistrationRepository,
 ) -> None:
-    await repository.create_registrations([tool("alive"), tool("dead"), tool("borderline")])
+    await repository.create_registrations(
+        [registration("alive"), registration("dead"), registration("borderline")]
+    )
     await repository.update_heartbeat("dead", datetime.now(UTC) - timedelta(seconds=301))
     await repository.update_heartbeat("borderline", datetime.now(UTC) - timedelta(seconds=200))
     healthy = [t.tool_id for t in await repository.get_healthy_tools(max_age_seconds=300)]
@@ -194,10 +186,10 @@ async def test_healthy_tools_compare_against_the_database_clock(
 async def test_list_filters_by_node_type(repository: ToolRegistrationRepository) -> None:
     await repository.create_registrations(
         [
-            tool("c1"),
-            tool("e1", node_type="effect"),
-            tool("c2"),
-            tool("o1", node_type="orchestrator"),
+            registration("c1"),
+            registration("e1", node_type="effect"),
+            registration("c2"),
+            registration("o1", node_type="orchestrator"),
         ]
     )
     assert [t.tool_id for t in await repository.list_all_registrations()] == [
@@ -220,11 +212,11 @@ async def test_list_filters_by_node_type(repository: ToolRegistrationRepository)
 async def test_find_by_capability_is_containment(repository: ToolRegistrationRepository) -> None:
     await repository.create_registrations(
         [
-            tool(
+            registration(
                 "both", capabilities={"operations": ["stamp", "validate", "hash"], "tier": "gold"}
             ),
-            tool("stamp-only", capabilities={"operations": ["stamp"], "tier": "silver"}),
-            tool("none", capabilities={"tier": "gold", "max": 5}),
+            registration("stamp-only", capabilities={"operations": ["stamp"], "tier": "silver"}),
+            registration("none", capabilities={"tier": "gold", "max": 5}),
         ]
     )
     found = await repository.find_by_capability("operations", ["stamp", "validate"])
@@ -246,7 +238,9 @@ async def test_find_by_capability_treats_injection_as_data(
     repository: ToolRegistrationRepository,
 ) -> None:
     evil = "'; DROP TABLE tool_registrations; --"
-    await repository.create_registration(tool("evil", capabilities={evil: evil, "ops": [evil]}))
+    await repository.create_registration(
+        registration("evil", capabilities={evil: evil, "ops": [evil]})
+    )
     assert [t.tool_id for t in await repository.find_by_capability(evil, evil)] == ["evil"]
     assert [t.tool_id for t in await repository.find_by_capability("ops", [evil])] == ["evil"]
     assert await count_rows(repository.client) == 1
@@ -268,7 +262,7 @@ async def test_unicode_and_injection_round_trip_literally(
         "newline": "a\nb\tc",
     }
     created = await repository.create_registration(
-        tool("unicode:tool@v1", capabilities=values, metadata={"nested": [values]})
+        registration("unicode:tool@v1", capabilities=values, metadata={"nested": [values]})
     )
     fetched = await repository.get_registration("unicode:tool@v1")
     assert fetched is not None
@@ -320,7 +314,10 @@ async def test_twenty_concurrent_creates_of_one_id_one_wins(
     repository: ToolRegistrationRepository,
 ) -> None:
     results = await asyncio.gather(
-        *(repository.create_registration(tool("contested", metadata={"n": i})) for i in range(20)),
+        *(
+            repository.create_registration(registration("contested", metadata={"n": i}))
+            for i in range(20)
+        ),
         return_exceptions=True,
     )
     winners = [r for r in results if not isinstance(r, BaseException)]
@@ -337,7 +334,7 @@ async def test_five_hundred_concurrent_distinct_creates_all_stored(
     repository: ToolRegistrationRepository,
 ) -> None:
     ids = [f"tool-{i:04d}" for i in range(500)]
-    created = await asyncio.gather(*(repository.create_registration(tool(i)) for i in ids))
+    created = await asyncio.gather(*(repository.create_registration(registration(i)) for i in ids))
     assert {c.tool_id for c in created} == set(ids)
     assert len({c.id for c in created}) == 500
     assert await count_rows(repository.client) == 500
@@ -347,9 +344,9 @@ async def test_five_hundred_concurrent_distinct_creates_all_stored(
 async def test_batch_is_one_transaction_all_or_nothing(
     repository: ToolRegistrationRepository,
 ) -> None:
-    await repository.create_registration(tool("taken"))
+    await repository.create_registration(registration("taken"))
     rows, events = await count_rows(repository.client), await count_events(repository.client)
-    batch = [tool("new-1"), tool("taken"), tool("new-2")]
+    batch = [registration("new-1"), registration("taken"), registration("new-2")]
     with pytest.raises(ToolAlreadyRegisteredError) as info:
         await repository.create_registrations(batch)
     assert info.value.tool_ids == ["taken"]
@@ -360,31 +357,35 @@ async def test_batch_is_one_transaction_all_or_nothing(
 
 async def test_batch_with_repeated_id_names_it(repository: ToolRegistrationRepository) -> None:
     with pytest.raises(ValidationFailedError, match="'twice'"):
-        await repository.create_registrations([tool("twice"), tool("once"), tool("twice")])
+        await repository.create_registrations(
+            [registration("twice"), registration("once"), registration("twice")]
+        )
     assert await count_rows(repository.client) == 0
 
 
 async def test_batch_returns_rows_in_input_order(repository: ToolRegistrationRepository) -> None:
     ids = ["zeta", "alpha", "mid"]
-    created = await repository.create_registrations([tool(i) for i in ids])
+    created = await repository.create_registrations([registration(i) for i in ids])
     assert [c.tool_id for c in created] == ids
     assert all(c.id and c.last_heartbeat for c in created)
     assert await repository.create_registrations([]) == []
 
 
 async def test_upsert_creates_then_replaces(repository: ToolRegistrationRepository) -> None:
-    first, created = await repository.upsert_registration(tool("restarting"))
+    first, created = await repository.upsert_registration(registration("restarting"))
     assert created is True
     events = await count_events(repository.client)
     await repository.update_heartbeat("restarting", datetime.now(UTC) - timedelta(hours=1))
-    same, created = await repository.upsert_registration(tool("restarting"))
+    same, created = await repository.upsert_registration(registration("restarting"))
     assert created is False
     assert same.id == first.id
     assert same.registered_at == first.registered_at
     assert same.updated_at == first.updated_at, "identical content is not a change"
     assert same.is_healthy(60), "re-registration is a heartbeat"
     assert await count_events(repository.client) == events, "identical content makes no event"
-    changed, created = await repository.upsert_registration(tool("restarting", node_type="effect"))
+    changed, created = await repository.upsert_registration(
+        registration("restarting", node_type="effect")
+    )
     assert created is False
     assert changed.node_type is NodeType.EFFECT
     assert changed.endpoints == first.endpoints
@@ -394,14 +395,18 @@ async def test_upsert_creates_then_replaces(repository: ToolRegistrationReposito
 async def test_find_tools_combines_filters(repository: ToolRegistrationRepository) -> None:
     await repository.create_registrations(
         [
-            tool("big", capabilities={"operations": ["stamp"], "max_file_size": 20_000_000}),
-            tool("small", capabilities={"operations": ["stamp"], "max_file_size": 1000}),
-            tool(
+            registration(
+                "big", capabilities={"operations": ["stamp"], "max_file_size": 20_000_000}
+            ),
+            registration("small", capabilities={"operations": ["stamp"], "max_file_size": 1000}),
+            registration(
                 "big-effect",
                 node_type="effect",
                 capabilities={"operations": ["stamp"], "max_file_size": 9_000_000},
             ),
-            tool("other", capabilities={"operations": ["hash"], "max_file_size": 50_000_000}),
+            registration(
+                "other", capabilities={"operations": ["hash"], "max_file_size": 50_000_000}
+            ),
         ]
     )
     await repository.update_heartbeat("big", datetime.now(UTC) - timedelta(hours=1))
@@ -426,7 +431,7 @@ async def test_find_tools_pages_visit_every_tool_exactly_once(
     repository: ToolRegistrationRepository,
 ) -> None:
     ids = [f"page-{i:03d}" for i in range(257)]
-    await repository.create_registrations([tool(i) for i in ids])
+    await repository.create_registrations([registration(i) for i in ids])
     seen: list[str] = []
     cursor = None
     pages = 0
@@ -449,10 +454,12 @@ async def test_errors_are_in_the_one_tree(repository: ToolRegistrationRepository
 async def test_owner_is_recorded_and_guards_deletion(
     repository: ToolRegistrationRepository,
 ) -> None:
-    await repository.create_registration(tool("owned"), owner="token:abc")
-    await repository.upsert_registration(tool("upserted"), owner="source:etcd")
-    await repository.create_registrations([tool("b1"), tool("b2")], owner="token:xyz")
-    await repository.create_registration(tool("unowned"))
+    await repository.create_registration(registration("owned"), owner="token:abc")
+    await repository.upsert_registration(registration("upserted"), owner="source:etcd")
+    await repository.create_registrations(
+        [registration("b1"), registration("b2")], owner="token:xyz"
+    )
+    await repository.create_registration(registration("unowned"))
     assert await repository.get_owner("owned") == "token:abc"
     assert await repository.get_owner("unowned") is None
     assert await repository.get_owners(["owned", "upserted", "b1", "b2", "unowned", "ghost"]) == {
@@ -462,7 +469,9 @@ async def test_owner_is_recorded_and_guards_deletion(
         "b2": "token:xyz",
     }
     # A later upsert never changes the owner.
-    await repository.upsert_registration(tool("upserted", node_type="effect"), owner="token:other")
+    await repository.upsert_registration(
+        registration("upserted", node_type="effect"), owner="token:other"
+    )
     assert await repository.get_owner("upserted") == "source:etcd"
     assert await repository.delete_registration("owned", owner="token:other") is False
     assert await repository.get_registration("owned") is not None
@@ -475,7 +484,7 @@ async def test_owner_is_recorded_and_guards_deletion(
 async def test_impossible_ids_are_simply_absent(
     repository: ToolRegistrationRepository, tool_id: str
 ) -> None:
-    await repository.create_registration(tool("real"))
+    await repository.create_registration(registration("real"))
     assert await repository.get_registration(tool_id) is None
     assert await repository.update_heartbeat(tool_id) is False
     assert await repository.delete_registration(tool_id) is False

@@ -35,8 +35,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, module_db, start_server, stop_server
+from tests.api.conftest import module_db
+from tests.support import Server, base_settings, start_server, stop_server
 
 __all__ = ["Console", "HealthEndpoints", "Registry", "module_db"]
 
@@ -234,7 +234,7 @@ class Registry:
 
     def _repository(self, work: Callable[[ToolRegistrationRepository], Any]) -> Any:
         async def go() -> Any:
-            settings = Settings(pool_min_size=1, pool_max_size=2)
+            settings = base_settings(pool_max_size=2)
             async with PostgresClient(settings, dsn=self.server.dsn) as client:
                 return await work(ToolRegistrationRepository(client))
 

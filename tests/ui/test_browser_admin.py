@@ -12,7 +12,7 @@ import httpx
 import pytest
 from selenium.webdriver import Chrome as WebDriver
 
-from tests.api.conftest import Server, start_server, stop_server
+from tests.support import Server, start_server, stop_server
 from tests.ui.conftest import LIVE_ENV, Console, Registry
 
 pytestmark = pytest.mark.browser

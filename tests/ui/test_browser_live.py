@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver import Chrome as WebDriver
 
-from tests.api.conftest import start_server, stop_server
-from tests.support import free_port
+from tests.support import free_port, start_server, stop_server
 from tests.ui.conftest import LIVE_ENV, Console, Registry
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.conftest import Server
+from tests.support import Server
 from tests.ui.conftest import Console, Registry
 
 pytestmark = pytest.mark.browser

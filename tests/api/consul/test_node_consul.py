@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server
+from tests.support import Server, bearer, running_server
 
 NODE_DIR = Path(__file__).with_name("node")
 NPM_CI_TIMEOUT = 300.0

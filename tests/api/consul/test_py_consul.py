@@ -15,8 +15,8 @@ import consul
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server
-from tests.api.consul.conftest import until_listed
+from tests.api.consul.helpers import until_listed
+from tests.support import Server, bearer, running_server
 
 # Short TTL and sweep, so that a heartbeat expiry becomes a feed event quickly.
 ENV = {

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, bearer, running_server
-from tests.api.consul.conftest import until_listed
+from tests.api.consul.helpers import until_listed
+from tests.support import Server, bearer, running_server
 
 NODE = {"ID", "Node", "Address", "Datacenter", "TaggedAddresses", "Meta"}
 SERVICE = {"ID", "Service", "Tags", "Address", "TaggedAddresses", "Meta", "Port", "Weights"}

@@ -8,7 +8,7 @@ import consul
 import httpx
 import pytest
 
-from tests.api.conftest import Server, running_server
+from tests.support import Server, running_server
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import orjson
 
-from tests.api.conftest import Server
-from tests.api.mcp.conftest import register, routable
+from tests.api.mcp.helpers import register, routable
 from tests.services.discovery.tool_server import serve_connection
-from tests.support import REPO_ROOT, clean_env
+from tests.support import REPO_ROOT, Server, clean_env
 
 AGENT = Path(__file__).with_name("agent.py")
 TEXT = "the quick brown fox jumps over the lazy dog, ünïcödé included"

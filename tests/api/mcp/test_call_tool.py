@@ -4,25 +4,13 @@ retried (and retried when idempotent), no routable tool, a timeout, and the toke
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.api.conftest import Server
-from tests.api.mcp.conftest import failed, mcp_client, ok, refused, register, routable
+from tests.api.mcp.helpers import failed, mcp_client, ok, refused, register, routable
 from tests.services.discovery.tool_server import Reply, ToolServer
-from tests.support import free_port
+from tests.support import Server, free_port, operation_body
 
 MODES = ["auto", "legacy"]
-
-
-def _tool(tool_id: str, operation: str, url: str) -> dict[str, Any]:
-    return {
-        "tool_id": tool_id,
-        "node_type": "effect",
-        "capabilities": {"operations": [operation]},
-        "endpoints": {operation: url},
-    }
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -33,7 +21,7 @@ async def test_call_tool_answers_what_the_tool_answered(
     admin = await registry.token("admin")
     op = f"call-{uid}"
     async with ToolServer("stamper") as stamper:
-        await register(registry, token, _tool(f"{op}-1", op, stamper.url("/stamp")))
+        await register(registry, token, operation_body(f"{op}-1", op, stamper.url("/stamp")))
         await routable(registry, op, 1)
         for secret in (token, admin):
             async with mcp_client(registry, secret, mode=mode) as client:
@@ -48,8 +36,10 @@ async def test_call_tool_fails_over_from_a_dead_tool(registry: Server, uid: str)
     token = await registry.token("write")
     op = f"failover-{uid}"
     async with ToolServer("live") as live:
-        await register(registry, token, _tool(f"{op}-dead", op, f"http://127.0.0.1:{free_port()}/"))
-        await register(registry, token, _tool(f"{op}-live", op, live.url("/x")))
+        await register(
+            registry, token, operation_body(f"{op}-dead", op, f"http://127.0.0.1:{free_port()}/")
+        )
+        await register(registry, token, operation_body(f"{op}-live", op, live.url("/x")))
         await routable(registry, op, 2)
         async with mcp_client(registry, token) as client:
             reasons: dict[str, str] = {}
@@ -74,8 +64,8 @@ async def test_a_5xx_is_not_retried_unless_the_call_is_idempotent(
     op = f"fivexx-{uid}"
     reply = Reply(status=500, body=b'{"oops": "disk full"}')
     async with ToolServer("broken", reply=reply) as broken, ToolServer("good") as good:
-        await register(registry, token, _tool(f"{op}-broken", op, broken.url("/b")))
-        await register(registry, token, _tool(f"{op}-good", op, good.url("/g")))
+        await register(registry, token, operation_body(f"{op}-broken", op, broken.url("/b")))
+        await register(registry, token, operation_body(f"{op}-good", op, good.url("/g")))
         await routable(registry, op, 2)
         async with mcp_client(registry, token) as client:
             error = None
@@ -111,8 +101,8 @@ async def test_a_4xx_and_a_timeout_are_errors_a_model_can_act_on(
         ToolServer("picky", reply=rejecting) as picky_tool,
         ToolServer("slow", reply=Reply(delay=5)) as slow_tool,
     ):
-        await register(registry, token, _tool(picky, picky, picky_tool.url("/p")))
-        await register(registry, token, _tool(slow, slow, slow_tool.url("/s")))
+        await register(registry, token, operation_body(picky, picky, picky_tool.url("/p")))
+        await register(registry, token, operation_body(slow, slow, slow_tool.url("/s")))
         await routable(registry, slow, 1)
         async with mcp_client(registry, token) as client:
             bad = failed(await client.call_tool("call_tool", {"operation": picky, "payload": {}}))
@@ -134,7 +124,7 @@ async def test_no_routable_tool_is_an_error_with_the_explanation(
 ) -> None:
     token = await registry.token("write")
     op = f"nowhere-{uid}"
-    bare = _tool(f"{op}-bare", op, "http://h:1/x")
+    bare = operation_body(f"{op}-bare", op, "http://h:1/x")
     bare["endpoints"] = {}
     await register(registry, token, bare)
     async with mcp_client(registry, token, mode=mode) as client:
@@ -162,7 +152,7 @@ async def test_call_tool_needs_a_write_or_admin_token(
     reader = await registry.token("read")
     op = f"guarded-{uid}"
     async with ToolServer("guarded") as guarded:
-        await register(registry, token, _tool(f"{op}-1", op, guarded.url("/g")))
+        await register(registry, token, operation_body(f"{op}-1", op, guarded.url("/g")))
         await routable(registry, op, 1)
         arguments = {"operation": op, "payload": {"x": 1}}
         async with mcp_client(registry, mode=mode) as anonymous:

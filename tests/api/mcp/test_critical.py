@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server, running_server
-from tests.api.mcp.conftest import mcp_client, ok, register
+from tests.api.mcp.helpers import mcp_client, ok, register
 from tests.api.mcp.registry_schema import OFFICIAL, check_entry
 from tests.services.discovery.tool_server import ToolServer
-from tests.support import free_port
+from tests.support import Server, free_port, running_server
 
 ENV = {
     "TOOLREG_TTL_SECONDS": "60",  # no heartbeat lapses during the test: critical only

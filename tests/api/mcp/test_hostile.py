@@ -17,10 +17,8 @@ from omninode_bridge.embedded import start_embedded, stop_embedded
 from omninode_bridge.migrations import runner
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, running_server, start_server, stop_server
-from tests.api.mcp.conftest import ENV, failed, mcp_client, register
-from tests.api.mcp.test_resources import _until
+from tests.api.mcp.helpers import ENV, failed, mcp_client, register, until_event
+from tests.support import Server, base_settings, running_server, start_server, stop_server
 
 # More than the kernel's largest send buffer (4 MiB here) of notifications: long tool ids.
 MANY = 16_000
@@ -80,12 +78,10 @@ async def test_a_listener_that_reads_nothing_is_cut_off_and_the_others_go_on(
             client.listen(resources_list_changed=True) as healthy,
         ):
             await asyncio.sleep(0.5)
-            async with PostgresClient(
-                Settings(pool_min_size=1, pool_max_size=2), dsn=registry.dsn
-            ) as db:
+            async with PostgresClient(base_settings(pool_max_size=2), dsn=registry.dsn) as db:
                 creates = [ModelToolRegistrationCreate(tool_id=i, node_type="effect") for i in ids]
                 await ToolRegistrationRepository(db).create_registrations(creates)
-            await _until(healthy, ResourcesListChanged())
+            await until_event(healthy, ResourcesListChanged())
             for _ in range(150):  # STALLED_WRITE_SECONDS is 10
                 if "closing a listen stream whose client read nothing" in registry.output():
                     break
@@ -94,7 +90,7 @@ async def test_a_listener_that_reads_nothing_is_cut_off_and_the_others_go_on(
                 raise AssertionError("the stalled listener was never cut off")
             # The reader that keeps up still hears the next change.
             await register(registry, await registry.token("write"), _tool(f"after-{uid}"))
-            await _until(healthy, ResourcesListChanged())
+            await until_event(healthy, ResourcesListChanged())
     finally:
         sock.close()
 
@@ -140,11 +136,12 @@ async def test_a_database_outage_is_a_retryable_error_and_nothing_is_missed(
             # While it is down nothing can change; once it is back, a change made before
             # the registry follows the feed again is announced after its reload.
             await start_embedded(temp_data_dir)
-            async with PostgresClient(Settings(pool_min_size=1, pool_max_size=1), dsn=dsn) as db:
+            async with PostgresClient(base_settings(pool_max_size=1), dsn=dsn) as db:
                 await ToolRegistrationRepository(db).create_registration(
                     ModelToolRegistrationCreate(tool_id=f"during-{uid}", node_type="effect")
                 )
-            await _until(subscription, ResourceUpdated(uri=f"toolreg://tools/during-{uid}"), 30)
+            during = ResourceUpdated(uri=f"toolreg://tools/during-{uid}")
+            await until_event(subscription, during, 30)
             for _ in range(50):  # pooled connections that died with the server fail once each
                 found = await client.call_tool("get_tool", {"tool_id": f"during-{uid}"})
                 if not found.is_error:

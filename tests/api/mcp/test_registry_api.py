@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.api.conftest import Server, bearer
-from tests.api.mcp.conftest import register
+from tests.api.mcp.helpers import register
 from tests.api.mcp.registry_schema import OFFICIAL, check_entry, check_listing
+from tests.support import Server, bearer
 
 TOOLREG = "io.omninode/toolreg"
 

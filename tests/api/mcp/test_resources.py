@@ -20,9 +20,8 @@ from mcp.types import EmptyResult, SubscribeRequest, SubscribeRequestParams
 
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer
-from tests.api.mcp.conftest import mcp_client, register
+from tests.api.mcp.helpers import mcp_client, register, until_event
+from tests.support import Server, base_settings, bearer
 
 
 def _tool(tool_id: str, **extra: Any) -> dict[str, Any]:
@@ -43,14 +42,6 @@ async def _events(subscription: Subscription, count: int, timeout: float = 10) -
             if len(events) == count:
                 break
     return events
-
-
-async def _until(subscription: Subscription, wanted: ServerEvent, timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        async for event in subscription:
-            if event == wanted:
-                return
-    raise AssertionError(f"the stream ended before {wanted}")
 
 
 async def test_tools_are_listed_and_read_as_resources(registry: Server, uid: str) -> None:
@@ -83,7 +74,7 @@ async def test_tools_are_listed_and_read_as_resources(registry: Server, uid: str
 
 async def test_the_resource_list_is_paged_by_tool_id(registry: Server, uid: str) -> None:
     # More than a page: written straight to the database, in one batch.
-    async with PostgresClient(Settings(pool_min_size=1, pool_max_size=2), dsn=registry.dsn) as db:
+    async with PostgresClient(base_settings(pool_max_size=2), dsn=registry.dsn) as db:
         repository = ToolRegistrationRepository(db)
         await repository.create_registrations(
             [
@@ -124,17 +115,17 @@ async def test_listeners_hear_the_list_change_and_each_subscribed_tool_change(
         assert subscription.honored.resources_list_changed is True
         # A new tool: the list changed.
         await register(expiring, token, _tool(f"new-{uid}"))
-        await _until(subscription, ResourcesListChanged())
+        await until_event(subscription, ResourcesListChanged())
         # The watched tool is updated: its URI is announced; the list is the same.
         await register(expiring, token, _tool(watched, metadata={"v": 2}))
-        await _until(subscription, ResourceUpdated(uri=uri))
+        await until_event(subscription, ResourceUpdated(uri=uri))
         read = await client.read_resource(uri)
         assert json.loads(read.contents[0].text)["metadata"] == {"v": 2}  # type: ignore[union-attr]
         # Its heartbeat lapses past the 2 s TTL: a health change is an update too.
         health = "healthy"
         async with asyncio.timeout(15):
             while health != "stale":
-                await _until(subscription, ResourceUpdated(uri=uri))
+                await until_event(subscription, ResourceUpdated(uri=uri))
                 read = await client.read_resource(uri)
                 document = json.loads(read.contents[0].text)  # type: ignore[union-attr]
                 health = document["health"]["status"]

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Server
-from tests.api.mcp.conftest import failed, mcp_client, ok, refused, register, routable
+from tests.api.mcp.helpers import failed, mcp_client, ok, refused, register, routable
+from tests.support import Server
 
 MODES = ["auto", "legacy"]
 COMPACT = {"tool_id", "node_type", "operations", "health", "endpoints"}

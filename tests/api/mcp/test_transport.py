@@ -15,10 +15,9 @@ from mcp.client.subscriptions import Subscription, SubscriptionLost
 
 from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
-from omninode_bridge.settings import Settings
-from tests.api.conftest import Server, bearer, running_server, start_server, stop_server
-from tests.api.mcp.conftest import ENV, mcp_client, register
+from tests.api.mcp.helpers import ENV, mcp_client, register
 from tests.services.discovery.tool_server import ToolServer
+from tests.support import Server, base_settings, bearer, running_server, start_server, stop_server
 
 MODERN = {
     "Accept": "application/json, text/event-stream",
@@ -153,9 +152,7 @@ async def test_a_listen_stream_ends_when_its_token_is_revoked(guarded: Server, u
         mcp_client(guarded, secret) as client,
         client.listen(resources_list_changed=True) as subscription,
     ):
-        async with PostgresClient(
-            Settings(pool_min_size=1, pool_max_size=1), dsn=guarded.dsn
-        ) as db:
+        async with PostgresClient(base_settings(pool_max_size=1), dsn=guarded.dsn) as db:
             assert await TokenService(db).revoke(name)
         with pytest.raises(SubscriptionLost):
             await _drain(subscription, 10)

@@ -17,7 +17,7 @@ import pytest
 from omninode_bridge.errors import ToolCallError, ToolResponseTooLargeError
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
 from omninode_bridge.services.discovery.calls import Failure, classify
-from tests.services.discovery.conftest import FAST, ToolFactory, discovery_settings, register, until
+from tests.services.discovery.helpers import FAST, ToolFactory, discovery_settings, register, until
 from tests.services.discovery.tool_server import Reply, ToolServer
 
 CAP = 64 * 1024

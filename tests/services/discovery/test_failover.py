@@ -16,7 +16,7 @@ import pytest
 
 from omninode_bridge.errors import ToolCallError
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
-from tests.services.discovery.conftest import (
+from tests.services.discovery.helpers import (
     FAST,
     ToolFactory,
     discovery_settings,

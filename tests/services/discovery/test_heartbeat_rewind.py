@@ -11,7 +11,7 @@ import httpx
 
 from omninode_bridge.services import ToolRegistrationRepository
 from tests.liveness.servers import spawn, stop
-from tests.services.discovery.conftest import register
+from tests.services.discovery.helpers import register
 
 LIMIT = 3.0  # the index reads heartbeats every 0.25 s; its full sweep comes every 60 s
 

@@ -11,7 +11,7 @@ import asyncpg
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
 from omninode_bridge.services.discovery import DiscoveryTuning
 from omninode_bridge.services.feed_follower import FOLLOWER_APPLICATION_NAME
-from tests.services.discovery.conftest import (
+from tests.services.discovery.helpers import (
     FAST,
     MetricsWatcher,
     discovery_settings,

@@ -20,7 +20,7 @@ from omninode_bridge.services import (
     ToolRegistrationRepository,
 )
 from omninode_bridge.services.discovery import IndexUnavailableError
-from tests.services.discovery.conftest import (
+from tests.services.discovery.helpers import (
     FAST,
     MetricsWatcher,
     discovery_settings,

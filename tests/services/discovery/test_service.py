@@ -17,7 +17,7 @@ from omninode_bridge.errors import (
 from omninode_bridge.models import ModelToolRegistrationUpdate
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
 from omninode_bridge.services.discovery import DiscoveryMetrics
-from tests.services.discovery.conftest import (
+from tests.services.discovery.helpers import (
     FAST,
     ToolFactory,
     discovery_settings,

@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
-from tests.services.discovery.conftest import FAST, discovery_settings, register, until
+from tests.services.discovery.helpers import FAST, discovery_settings, register, until
 from tests.services.discovery.tool_server import ToolServer
 from tests.support import REPO_ROOT, clean_env
 

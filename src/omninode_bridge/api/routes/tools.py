@@ -265,7 +265,10 @@ async def heartbeat(
         if written:
             state.metrics.heartbeats.inc()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-    # The slow path, for the right error (or a race with a concurrent change of owner).
+    # The slow path, for the right error (or a race with a concurrent change of owner),
+    # with the token checked afresh: the statement may have refused one revoked elsewhere.
+    if credentials is not None:
+        state.tokens.forget(credentials.credentials)
     principal = await require_writer(await principal_of(request, state, credentials))
     repo = state.repository
     for _ in range(WRITE_ATTEMPTS):
