@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -356,3 +358,16 @@ def stop_server(server: Server) -> int:
     code = terminate(server.process)
     server.log.close()
     return code
+
+
+# -- what the liveness leader logs (at debug level), as the replica and HA tests read it -------
+
+PASS_BEGINS = re.compile(r"liveness pass begins kind=(\w+) pid=(\d+) start=(\S+)")
+PASS_ENDED = re.compile(r"liveness pass kind=(\w+) pid=(\d+) start=(\S+) end=(\S+)")
+LEADER_ELECTED = re.compile(r"liveness leader elected: lease generation (\d+), .*\bt=(\S+)")
+LEADER_STEPPED_DOWN = re.compile(r"liveness leader stepped down: lease generation (\d+), t=(\S+)")
+
+
+def log_time(text: str) -> float:
+    """A log line's ISO 8601 time (``start=``, ``t=``) as epoch seconds."""
+    return datetime.fromisoformat(text).timestamp()

@@ -18,6 +18,13 @@ import asyncpg
 import httpx
 
 from tests.ha.load import SseFollower, ToolHistory, WriterLoad, discover_op, feed_position
+from tests.support import (
+    LEADER_ELECTED,
+    LEADER_STEPPED_DOWN,
+    PASS_BEGINS,
+    PASS_ENDED,
+    log_time,
+)
 
 __all__ = [
     "DbTool",
@@ -200,11 +207,6 @@ async def wait_discovery(urls: list[str], tool_id: str, timeout: float) -> float
 
 # -- leadership --------------------------------------------------------------------------------
 
-_BEGIN = re.compile(r"liveness pass begins kind=(\w+) pid=(\d+) start=([\d.]+)")
-_END = re.compile(r"liveness pass kind=(\w+) pid=(\d+) start=([\d.]+) end=([\d.]+)")
-_ELECTED = re.compile(r"liveness leader elected: lease generation (\d+), .*\bt=([\d.]+)")
-_STEPPED = re.compile(r"liveness leader stepped down: lease generation (\d+), t=([\d.]+)")
-
 
 @dataclass
 class LeaderLog:
@@ -220,17 +222,18 @@ class LeaderLog:
         open_terms: dict[int, float] = {}
         begun: dict[tuple[str, str], float] = {}
         for line in log.read_text(errors="replace").splitlines():
-            if m := _END.search(line):
+            if m := PASS_ENDED.search(line):
                 begun.pop((m.group(1), m.group(3)), None)
-                parsed.passes.append((m.group(1), float(m.group(3)), float(m.group(4))))
-            elif m := _BEGIN.search(line):
-                begun[(m.group(1), m.group(3))] = float(m.group(3))
-            elif m := _ELECTED.search(line):
-                open_terms[int(m.group(1))] = float(m.group(2))
-            elif m := _STEPPED.search(line):
+                parsed.passes.append((m.group(1), log_time(m.group(3)), log_time(m.group(4))))
+            elif m := PASS_BEGINS.search(line):
+                begun[(m.group(1), m.group(3))] = log_time(m.group(3))
+            elif m := LEADER_ELECTED.search(line):
+                open_terms[int(m.group(1))] = log_time(m.group(2))
+            elif m := LEADER_STEPPED_DOWN.search(line):
                 generation = int(m.group(1))
-                start = open_terms.pop(generation, float(m.group(2)))
-                parsed.terms.append((generation, start, float(m.group(2))))
+                stepped = log_time(m.group(2))
+                start = open_terms.pop(generation, stepped)
+                parsed.terms.append((generation, start, stepped))
         parsed.terms += [(g, start, now) for g, start in open_terms.items()]
         # A pass that never logged its end was cancelled when its leader stepped down.
         for (kind, _), start in begun.items():

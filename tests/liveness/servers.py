@@ -10,13 +10,16 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import start_server, terminate
+from tests.support import (
+    LEADER_ELECTED,
+    PASS_BEGINS,
+    PASS_ENDED,
+    log_time,
+    start_server,
+    terminate,
+)
 
 __all__ = ["Pass", "ServerProcess", "leader_gauge", "parse_log", "spawn", "stop"]
-
-_BEGIN = re.compile(r"liveness pass begins kind=(\w+) pid=(\d+) start=([\d.]+)")
-_END = re.compile(r"liveness pass kind=(\w+) pid=(\d+) start=([\d.]+) end=([\d.]+)")
-_ELECTED = re.compile(r"liveness leader elected: .*\bt=([\d.]+)")
 
 
 @dataclass
@@ -64,12 +67,13 @@ def parse_log(log: Path) -> tuple[list[Pass], list[float]]:
     passes: dict[tuple[str, int, str], Pass] = {}
     elected = []
     for line in log.read_text(errors="replace").splitlines():
-        if m := _END.search(line):
+        if m := PASS_ENDED.search(line):
             key = (m.group(1), int(m.group(2)), m.group(3))
-            passes[key] = Pass(m.group(1), int(m.group(2)), float(m.group(3)), float(m.group(4)))
-        elif m := _BEGIN.search(line):
+            start, end = log_time(m.group(3)), log_time(m.group(4))
+            passes[key] = Pass(m.group(1), int(m.group(2)), start, end)
+        elif m := PASS_BEGINS.search(line):
             key = (m.group(1), int(m.group(2)), m.group(3))
-            passes.setdefault(key, Pass(m.group(1), int(m.group(2)), float(m.group(3)), None))
-        elif m := _ELECTED.search(line):
-            elected.append(float(m.group(1)))
+            passes.setdefault(key, Pass(m.group(1), int(m.group(2)), log_time(m.group(3)), None))
+        elif m := LEADER_ELECTED.search(line):
+            elected.append(log_time(m.group(2)))
     return sorted(passes.values(), key=lambda p: p.start), elected

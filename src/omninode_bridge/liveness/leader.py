@@ -48,6 +48,7 @@ from omninode_bridge.errors import (
     RegistryUnavailableError,
 )
 from omninode_bridge.liveness.metrics import LivenessMetrics
+from omninode_bridge.models.timestamps import iso_time
 from omninode_bridge.services.db_errors import translate
 from omninode_bridge.services.postgres_client import describe_dsn
 from omninode_bridge.services.sql import load_queries
@@ -318,10 +319,10 @@ class LeaderElection:
         self.metrics.lease_generation.set(fence.generation)
         self.metrics.leader_changes.inc()
         logger.info(
-            "liveness leader elected: lease generation %d, backend pid %d, t=%.6f",
+            "liveness leader elected: lease generation %d, backend pid %d, t=%s",
             fence.generation,
             conn.get_server_pid(),
-            time.time(),
+            iso_time(time.time()),
         )
         work = asyncio.create_task(lead(fence), name="toolreg-liveness-lead")
         lost_wait = asyncio.create_task(lost.wait())
@@ -359,9 +360,9 @@ class LeaderElection:
         if fence is not None:
             fence.revoke()
             logger.info(
-                "liveness leader stepped down: lease generation %d, t=%.6f",
+                "liveness leader stepped down: lease generation %d, t=%s",
                 fence.generation,
-                time.time(),
+                iso_time(time.time()),
             )
         self.metrics.leader.set(0)
         return fence

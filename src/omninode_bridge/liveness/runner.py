@@ -32,6 +32,7 @@ from omninode_bridge.liveness.metrics import LivenessMetrics
 from omninode_bridge.liveness.probe import make_check_client
 from omninode_bridge.liveness.reaper import Reaper
 from omninode_bridge.liveness.scheduler import CheckScheduler
+from omninode_bridge.models.timestamps import iso_time
 from omninode_bridge.services.postgres_client import PostgresClient
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 from omninode_bridge.settings import Settings
@@ -123,7 +124,7 @@ class LivenessRunner:
                 continue
             began = time.monotonic()
             start = time.time()
-            logger.debug("liveness pass begins kind=%s pid=%d start=%.6f", kind, pid, start)
+            logger.debug("liveness pass begins kind=%s pid=%d start=%s", kind, pid, iso_time(start))
             try:
                 await run()
             except OmniNodeBridgeError as exc:
@@ -135,6 +136,10 @@ class LivenessRunner:
             else:
                 self.metrics.passes.labels(kind).inc()
             logger.debug(
-                "liveness pass kind=%s pid=%d start=%.6f end=%.6f", kind, pid, start, time.time()
+                "liveness pass kind=%s pid=%d start=%s end=%s",
+                kind,
+                pid,
+                iso_time(start),
+                iso_time(time.time()),
             )
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))

@@ -45,6 +45,7 @@ from omninode_bridge.liveness.checker import (
 )
 from omninode_bridge.liveness.leader import Fence, LeadershipLostError
 from omninode_bridge.liveness.probe import ProbeResult, probe
+from omninode_bridge.models.timestamps import iso_time
 from omninode_bridge.services.sql import load_queries
 
 __all__ = ["CheckScheduler"]
@@ -302,7 +303,7 @@ class CheckScheduler:
             result_of = CheckResult(target.tool_id, target.url, before, after, result, kind, False)
             writes.append((result_of, target.generation))
         pid, start = os.getpid(), time.time()
-        logger.debug("liveness pass begins kind=check pid=%d start=%.6f", pid, start)
+        logger.debug("liveness pass begins kind=check pid=%d start=%s", pid, iso_time(start))
         recorded: set[str] = set()
         try:
             recorded = await checker.store(writes, fence)
@@ -314,7 +315,12 @@ class CheckScheduler:
             logger.warning("health checks: storing %d results failed: %s", len(writes), exc)
         else:
             metrics.passes.labels("check").inc()
-        logger.debug("liveness pass kind=check pid=%d start=%.6f end=%.6f", pid, start, time.time())
+        logger.debug(
+            "liveness pass kind=check pid=%d start=%s end=%s",
+            pid,
+            iso_time(start),
+            iso_time(time.time()),
+        )
         now = time.monotonic()
         stored = []
         for (result_of, generation), (target, result) in zip(writes, batch, strict=True):

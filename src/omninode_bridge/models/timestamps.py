@@ -15,7 +15,7 @@ from typing import Annotated, Any, overload
 
 from pydantic import AfterValidator
 
-__all__ = ["UtcDateTime", "UtcTimestamp", "to_utc", "utc_now"]
+__all__ = ["UtcDateTime", "UtcTimestamp", "iso_time", "to_utc", "utc_now"]
 
 
 class UtcDateTime(datetime):
@@ -76,3 +76,9 @@ def utc_now() -> UtcDateTime:
 
 
 UtcTimestamp = Annotated[datetime, AfterValidator(to_utc)]
+
+
+def iso_time(epoch_seconds: float) -> str:
+    """``epoch_seconds`` (``time.time()``) as ISO 8601 UTC with microseconds, for log lines:
+    ``2026-11-30T06:40:01.123456+00:00``."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="microseconds")
