@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support import headless_chromium
 
 from benchmarks._support import (
     Database,
@@ -122,22 +123,7 @@ def measure(url: str, size: Size, repeat: int) -> None:
 
 def browser_render(url: str, rounds: int = 10) -> list[float]:
     """Milliseconds from navigation start until the table holds its rows, in Chromium."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1280,800",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = headless_chromium()
     times: list[float] = []
     try:
         for _ in range(rounds + 1):  # the first warms the cache

@@ -371,3 +371,34 @@ LEADER_STEPPED_DOWN = re.compile(r"liveness leader stepped down: lease generatio
 def log_time(text: str) -> float:
     """A log line's ISO 8601 time (``start=``, ``t=``) as epoch seconds."""
     return datetime.fromisoformat(text).timestamp()
+
+
+# -- headless Chromium (Debian's chromium + chromium-driver), for the console's tests and
+# its benchmark -----------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def headless_chromium(*extra_args: str, **capabilities: Any) -> Any:
+    """A Selenium Chrome driver on headless Chromium (no sandbox: these run as root), with
+    ``extra_args`` and ``capabilities`` added. Selenium is imported only here."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1280,800",
+        *extra_args,
+    ):
+        options.add_argument(arg)
+    for name, value in capabilities.items():
+        options.set_capability(name, value)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
@@ -28,7 +27,6 @@ from selenium.common.exceptions import (
     WebDriverException,
 )
 from selenium.webdriver import Chrome as WebDriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -36,12 +34,18 @@ from selenium.webdriver.support.ui import WebDriverWait
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from tests.api.conftest import module_db
-from tests.support import Server, base_settings, start_server, stop_server
+from tests.support import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    Server,
+    base_settings,
+    headless_chromium,
+    start_server,
+    stop_server,
+)
 
 __all__ = ["Console", "HealthEndpoints", "Registry", "module_db"]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 T = TypeVar("T")
 
 # Fast liveness so that stale and critical show within a second or two.
@@ -63,23 +67,13 @@ def _chrome_missing() -> str | None:
 
 
 def new_driver() -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1280,800",
+    """Chromium that resolves no name but 127.0.0.1, keeps the browser log, and leaves
+    alerts open: a payload that ran would show as UnexpectedAlertPresentException."""
+    driver: WebDriver = headless_chromium(
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # Leave alerts open: a payload that ran would show as UnexpectedAlertPresentException.
-    options.set_capability("unhandledPromptBehavior", "ignore")
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        **{"goog:loggingPrefs": {"browser": "ALL"}, "unhandledPromptBehavior": "ignore"},
+    )
+    return driver
 
 
 @pytest.fixture(scope="session")
