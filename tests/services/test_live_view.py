@@ -4,13 +4,17 @@ event it applied instead of loading the whole registry again, and misses nothing
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
 
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.live_view import LiveView
-from tests.support import registration
+from tests.support import admin, registration
 
 
 class CountingView(LiveView):
@@ -58,5 +62,45 @@ async def test_a_lost_feed_is_resumed_not_reloaded(
         assert view.loads == 1  # resumed from its cursor
         assert {t.tool_id for t in view.members("all")} == {"before", "during"}
     finally:
+        await view.aclose()
+        await hub.aclose()
+
+
+async def test_while_the_feed_is_away_the_view_stays_not_current_and_says_so_once(
+    repository: ToolRegistrationRepository,
+    db_dsn: str,
+    server_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An outage of some seconds: the view does not claim to be current between its
+    retries (reads get 503, not a view that stopped following), and logs one line when
+    it stops and one when it is current again."""
+    name = urlsplit(db_dsn).path.lstrip("/")
+    hub = FeedHub(repository.feed)
+    await hub.start()
+    view = CountingView(repository, hub)
+    caplog.set_level(logging.INFO, logger="omninode_bridge.services.live_view")
+    try:
+        await view.ensure_started(10)
+        await admin(server_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin(
+            server_dsn,
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+        )
+        await _until("the view noticed", lambda: not view.current)
+        claimed = False
+        away_until = time.monotonic() + 3
+        while time.monotonic() < away_until:
+            claimed |= view.current
+            await asyncio.sleep(0.01)
+        assert not claimed, "the view said it was current while its feed was away"
+        await admin(server_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await _until("current again", lambda: view.current)
+        lines = [r.getMessage() for r in caplog.records if r.name.endswith("live_view")]
+        assert sum("stopped following" in line for line in lines) == 1, lines
+        assert sum("current again" in line for line in lines) == 1, lines
+        assert view.loads == 1
+    finally:
+        await admin(server_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await view.aclose()
         await hub.aclose()

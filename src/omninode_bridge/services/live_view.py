@@ -136,6 +136,9 @@ class LiveView:
             try:
                 if cursor is None:
                     cursor = await self._load()
+                elif not self.hub.following:  # resuming: not before the hub follows again
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
                 self.current = True
                 if failing:
                     failing = False
