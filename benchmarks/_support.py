@@ -65,9 +65,11 @@ __all__ = [
     "Proc",
     "Server",
     "api_tool_payload",
+    "check_alive",
     "clean_env",
     "cpu_spent",
     "cpu_times",
+    "end_process",
     "exit_on_sigterm",
     "find_postmaster",
     "free_port",
@@ -75,6 +77,7 @@ __all__ = [
     "pct",
     "postgres_pids",
     "prepare",
+    "print_logs",
     "raise_open_files",
     "request",
     "rss_mib",
@@ -561,13 +564,38 @@ def wait_ready(proc: Proc, timeout: float = 60) -> None:
 
 def stop_process(proc: Proc) -> None:
     """SIGTERM, then SIGKILL after 30 s."""
-    if proc.process.poll() is None:
-        proc.process.send_signal(signal.SIGTERM)
+    end_process(proc.process)
+
+
+def end_process(
+    process: subprocess.Popen[Any], sig: signal.Signals = signal.SIGTERM, grace: float = 30
+) -> None:
+    """Send ``sig`` to a running ``process``, then SIGKILL it if it outlives ``grace`` seconds."""
+    if process.poll() is None:
+        process.send_signal(sig)
         try:
-            proc.process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            proc.process.kill()
-            proc.process.wait(timeout=10)
+            process.kill()
+            process.wait(timeout=10)
+
+
+def check_alive(*procs: Proc) -> None:
+    """Raise RuntimeError, with its log, for the first of ``procs`` that has exited."""
+    for proc in procs:
+        if proc.process.poll() is not None:
+            raise RuntimeError(
+                f"the {proc.name} server exited with {proc.process.returncode} during the run:\n"
+                f"{proc.log_tail()}"
+            )
+
+
+def print_logs(*procs: Proc | None) -> None:
+    """Each server's log to stderr (``None``: not started yet), after a benchmark failed."""
+    for proc in procs:
+        tail = proc.log_tail().strip() if proc is not None else ""
+        if proc is not None and tail:
+            print(f"--- {proc.name} server log ---\n{tail}", file=sys.stderr)
 
 
 def serve(dsn: str, logs: Path, name: str = "toolreg", **env: str) -> Proc:
@@ -602,11 +630,9 @@ def served(work: Path, tools: int = 0) -> Iterator[tuple[str, str, Proc]]:
         token = asyncio.run(prepare(dsn, tools))
         proc = serve(dsn, work)
         yield dsn, token, proc
-        if proc.process.poll() is not None:
-            raise RuntimeError(f"the server died during the run:\n{proc.log_tail()}")
+        check_alive(proc)
     except BaseException:
-        if proc is not None and proc.log_tail().strip():
-            print(f"--- server log ---\n{proc.log_tail().strip()}", file=sys.stderr)
+        print_logs(proc)
         raise
     finally:
         if proc is not None:

@@ -61,7 +61,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -74,6 +74,7 @@ from benchmarks._support import (
     TOOLREG,
     Database,
     Proc,
+    check_alive,
     clean_env,
     cpu_spent,
     cpu_times,
@@ -82,6 +83,7 @@ from benchmarks._support import (
     machine_load,
     postgres_pids,
     prepare,
+    print_logs,
     request,
     run_in_work_dir,
     start_process,
@@ -457,23 +459,41 @@ def check_servers(full: Proc, bare: Proc, token: str) -> None:
 # -- the run ---------------------------------------------------------------------------
 
 
-@dataclass
-class Row:
-    endpoint: str
-    runs: dict[str, list[Load]] = field(default_factory=lambda: {s: [] for s in SIDES})
+class PairedLoads:
+    """Load runs of two sides, ours and a baseline (``sides``), taken round by round."""
+
+    sides: ClassVar[tuple[str, str]] = SIDES  # (ours, the baseline)
+    runs: dict[str, list[Load]]
 
     def median(self, side: str, attr: str) -> float:
         return float(statistics.median(getattr(load, attr) for load in self.runs[side]))
 
     @property
     def ratio(self) -> float:
-        return self.median("full", "rps") / self.median("bare", "rps")
+        ours, baseline = self.sides
+        return self.median(ours, "rps") / self.median(baseline, "rps")
 
     @property
     def round_ratios(self) -> list[float]:
-        """Each round's full/bare pair (run back to back): how much the machine moved."""
-        pairs = zip(self.runs["full"], self.runs["bare"], strict=True)
-        return [full.rps / bare.rps for full, bare in pairs]
+        """Each round's pair (run back to back): how much the machine moved."""
+        ours, baseline = self.sides
+        pairs = zip(self.runs[ours], self.runs[baseline], strict=True)
+        return [mine.rps / theirs.rps for mine, theirs in pairs]
+
+    @property
+    def clean(self) -> bool:
+        """No status or socket errors on either side."""
+        return all(
+            load.status_errors == 0 and load.socket_errors == 0
+            for loads in self.runs.values()
+            for load in loads
+        )
+
+
+@dataclass
+class Row(PairedLoads):
+    endpoint: str
+    runs: dict[str, list[Load]] = field(default_factory=lambda: {s: [] for s in SIDES})
 
     @property
     def target(self) -> float:
@@ -491,14 +511,6 @@ class Row:
     @property
     def p99_ok(self) -> bool:
         return not self.p99_target or self.median("full", "p99_ms") < P99_TARGET_MS
-
-    @property
-    def clean(self) -> bool:
-        return all(
-            load.status_errors == 0 and load.socket_errors == 0
-            for loads in self.runs.values()
-            for load in loads
-        )
 
 
 LABELS = {
@@ -611,15 +623,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> list[Row]:
                     print(f"  round {round_no} {row.endpoint:<9} {side:<4} {describe(load)}")
                     sys.stdout.flush()
         print(machine_load("after"), flush=True)
-        for proc in procs:
-            if proc.process.poll() is not None:
-                raise RuntimeError(f"{proc.name} server died during the run:\n{proc.log_tail()}")
+        check_alive(*procs)
         return rows
     except BaseException:
-        for proc in procs:
-            tail = proc.log_tail().strip()
-            if tail:
-                print(f"--- {proc.name} server log ---\n{tail}", file=sys.stderr)
+        print_logs(*procs)
         raise
     finally:
         for proc in procs:

@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.bench_console [--tools 10000 100000] [--repeat 50] [--browser]
 
 For each size: a throwaway database (``DATABASE_URL``'s server, or a fresh
-embedded PostgreSQL; ``benchmarks.bench_api``'s helpers) seeded with that many
+embedded PostgreSQL; ``benchmarks._support.Database``) seeded with that many
 registrations of about a kilobyte, and one real ``toolreg serve`` on
 127.0.0.1. A client on one kept-alive connection then makes the requests a
 browser makes to render the tools page:

@@ -7,7 +7,7 @@ Run from the repository root::
 With ``DATABASE_URL`` set it creates a throwaway database on that server and
 drops it after; otherwise it starts the embedded PostgreSQL in a fresh
 temporary data dir under /tmp, and stops and removes it after (both through
-``benchmarks.bench_api``'s helpers).
+``benchmarks._support.Database``).
 
 One real ``toolreg serve`` on 127.0.0.1 with default settings. One tool is
 registered as an instance of the service ``bench-consul`` (no

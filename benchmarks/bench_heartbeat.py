@@ -45,7 +45,6 @@ import contextlib
 import importlib
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -119,9 +118,7 @@ class Servers:
             support.stop_process(proc)
 
     def check(self) -> None:
-        for proc in self.procs.values():
-            if proc.process.poll() is not None:
-                raise RuntimeError(f"{proc.name} server died:\n{proc.log_tail()}")
+        support.check_alive(*self.procs.values())
 
 
 def start_servers(dsn: str, work: Path, sides: tuple[str, ...]) -> Servers:
@@ -144,26 +141,9 @@ def start_servers(dsn: str, work: Path, sides: tuple[str, ...]) -> Servers:
 
 
 @dataclass
-class HttpResult:
+class HttpResult(bench_api.PairedLoads):
+    sides = SIDES
     runs: dict[str, list[bench_api.Load]] = field(default_factory=lambda: {s: [] for s in SIDES})
-
-    def median(self, side: str, attr: str) -> float:
-        return float(statistics.median(getattr(load, attr) for load in self.runs[side]))
-
-    @property
-    def ratio(self) -> float:
-        return self.median("coalesced", "rps") / self.median("single", "rps")
-
-    @property
-    def round_ratios(self) -> list[float]:
-        pairs = zip(self.runs["coalesced"], self.runs["single"], strict=True)
-        return [c.rps / s.rps for c, s in pairs]
-
-    @property
-    def clean(self) -> bool:
-        return all(
-            x.status_errors == 0 and x.socket_errors == 0 for r in self.runs.values() for x in r
-        )
 
 
 def bench_http(args: argparse.Namespace, server: support.Server, work: Path) -> HttpResult:

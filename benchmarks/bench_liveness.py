@@ -65,7 +65,7 @@ from prometheus_client import CollectorRegistry
 from tests.liveness.health_server import HealthServer
 from tests.liveness.servers import ServerProcess, leader_gauge, parse_log, spawn, stop
 
-from benchmarks._support import Database
+from benchmarks._support import Database, end_process
 from omninode_bridge.liveness import HealthChecker, LivenessMetrics, make_check_client
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
@@ -89,12 +89,7 @@ class HealthProcess:
         self.port = int(line.split()[1])
 
     def close(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        end_process(self.process, signal.SIGINT, grace=10)
 
 
 async def bench_checks(dsn: str, tools: int, passes: int) -> list[str]:
@@ -164,6 +159,22 @@ async def find_leader(http: httpx.AsyncClient, servers: list[ServerProcess]) -> 
     raise RuntimeError("no single leader within 60 s")
 
 
+async def until_leader_gauge(
+    http: httpx.AsyncClient,
+    server: ServerProcess,
+    value: float,
+    since: float,
+    within: float,
+    failure: str,
+) -> None:
+    """Poll ``server``'s leader gauge until it reads ``value``; RuntimeError ``failure``
+    once ``within`` seconds have passed since ``since`` (a ``time.time()``)."""
+    while await leader_gauge(http, server) != value:
+        if time.time() - since > within:
+            raise RuntimeError(f"{failure} within {within:g} s")
+        await asyncio.sleep(0.005)
+
+
 async def bench_takeover(dsn: str, rounds: int, logs: Path) -> list[str]:
     env = {"TOOLREG_POOL_MIN_SIZE": "1", "TOOLREG_POOL_MAX_SIZE": "4"}
     servers = [spawn(dsn, logs / f"server-{i}.log", env) for i in range(2)]
@@ -176,10 +187,7 @@ async def bench_takeover(dsn: str, rounds: int, logs: Path) -> list[str]:
                 (survivor,) = [s for s in servers if s is not leader]
                 killed_at = time.time()
                 os.kill(leader.pid, signal.SIGKILL)
-                while await leader_gauge(http, survivor) != 1.0:
-                    if time.time() - killed_at > 120:
-                        raise RuntimeError("no takeover within 120 s")
-                    await asyncio.sleep(0.005)
+                await until_leader_gauge(http, survivor, 1.0, killed_at, 120, "no takeover")
                 observed.append(time.time() - killed_at)
                 leader.process.wait(timeout=10)
                 _, times = parse_log(survivor.log)
@@ -234,10 +242,9 @@ async def bench_sigstop(dsn: str, rounds: int, logs: Path) -> list[str]:
                 finally:
                     resumed_at = time.time()
                     os.kill(leader.pid, signal.SIGCONT)
-                while await leader_gauge(http, leader) != 0.0:
-                    if time.time() - resumed_at > 60:
-                        raise RuntimeError("the woken leader did not step down within 60 s")
-                    await asyncio.sleep(0.005)
+                await until_leader_gauge(
+                    http, leader, 0.0, resumed_at, 60, "the woken leader did not step down"
+                )
                 stepped_down.append(time.time() - resumed_at)
     finally:
         for server in servers:

@@ -7,7 +7,7 @@ Run from the repository root::
 
 With ``DATABASE_URL`` set it creates a throwaway database on that server and
 drops it after; otherwise it starts the embedded PostgreSQL in a fresh
-temporary data dir under /tmp (``benchmarks.bench_api``'s helpers).
+temporary data dir under /tmp (``benchmarks._support.Database``).
 ``--database`` names an existing database instead (migrated to head, kept):
 it is seeded only when it holds fewer than ``--tools`` registrations, so
 that runs before and after a change share one seeding.
@@ -50,7 +50,9 @@ import httpx
 from benchmarks._support import (
     Database,
     Proc,
+    check_alive,
     machine_load,
+    print_logs,
     raise_open_files,
     run_in_work_dir,
     serve,
@@ -165,8 +167,7 @@ async def until_loaded(proc: Proc, timeout: float) -> float:
     pending = {"/v1/catalog/services", f"/v1/discover/{OPERATION}"}
     async with httpx.AsyncClient(base_url=proc.url, timeout=60) as http:
         while pending:
-            if proc.process.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{proc.log_tail()}")
+            check_alive(proc)
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"not loaded within {timeout} s: {sorted(pending)}")
             for path in sorted(pending):
@@ -323,12 +324,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> tuple[list[Phase], float,
         memory, note = asyncio.run(clients(proc, args.sse, args.blocked))
         phases.append(Phase("with clients", memory, note))
         print(machine_load("after"), flush=True)
-        if proc.process.poll() is not None:
-            raise RuntimeError(f"the server died during the run:\n{proc.log_tail()}")
+        check_alive(proc)
         return phases, ready, seeded
     except BaseException:
-        if proc is not None and proc.log_tail().strip():
-            print(f"--- server log ---\n{proc.log_tail().strip()}", file=sys.stderr)
+        print_logs(proc)
         raise
     finally:
         if proc is not None:
