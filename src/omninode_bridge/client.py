@@ -17,7 +17,6 @@ package's typed errors, mapped from the server's problem+json.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -40,6 +39,7 @@ from omninode_bridge.models import (
     ModelToolRegistrationPage,
 )
 from omninode_bridge.problem_types import error_from_problem
+from omninode_bridge.tasks import cancel_and_wait
 
 __all__ = ["RegistryClient"]
 
@@ -97,11 +97,7 @@ class RegistryClient:
 
     async def aclose(self) -> None:
         """Stop heartbeats, deregister if asked to (best effort), close the connection pool."""
-        for task in self._heartbeats.values():
-            task.cancel()
-        for task in self._heartbeats.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._heartbeats.values())
         self._heartbeats.clear()
         if self.deregister_on_exit:
             for tool_id in list(self._registered):

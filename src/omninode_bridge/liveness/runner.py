@@ -17,7 +17,6 @@ that overlapping passes of two processes would show.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -36,6 +35,7 @@ from omninode_bridge.models.timestamps import iso_time
 from omninode_bridge.services.postgres_client import PostgresClient
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
 from omninode_bridge.settings import Settings
+from omninode_bridge.tasks import cancel_and_wait
 
 __all__ = ["LivenessRunner"]
 
@@ -93,10 +93,7 @@ class LivenessRunner:
         The metrics leave the registry too, so a new runner can register them again.
         """
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.http.aclose()
         self.metrics.unregister()
 

@@ -39,6 +39,7 @@ from omninode_bridge.models import ChangeEvent
 from omninode_bridge.services.change_feed import ChangeFeed
 from omninode_bridge.services.cursors import FeedPosition
 from omninode_bridge.services.feed_follower import FeedFollower, FollowTuning
+from omninode_bridge.tasks import cancel_and_wait
 
 __all__ = ["FeedHub", "FeedInterruptedError", "SubscriberLagError", "event_size"]
 
@@ -159,10 +160,7 @@ class FeedHub:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for subscriber in list(self._subscribers):
             subscriber.end(None)
 

@@ -36,7 +36,6 @@ holds that cursor (``ResyncRequiredError``) or applying an event failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
@@ -57,6 +56,7 @@ from omninode_bridge.services.live_tool import DEFAULT_CODEC, Digest, LiveTool, 
 from omninode_bridge.services.registration_codec import RegistrationCodec, Row
 from omninode_bridge.services.sql import load_queries
 from omninode_bridge.services.tool_registration_repository import ToolRegistrationRepository
+from omninode_bridge.tasks import cancel_and_wait
 
 __all__ = ["Digest", "LiveTool", "LiveView"]  # the first two: of live_tool
 
@@ -124,10 +124,7 @@ class LiveView:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         failing = False  # log once per outage, not at every retry

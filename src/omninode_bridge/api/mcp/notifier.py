@@ -16,7 +16,6 @@ registry nobody listens to never loads the live view for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from omninode_bridge.api.consul.routes import live_view
 from omninode_bridge.api.state import AppState
 from omninode_bridge.errors import OmniNodeBridgeError, RegistryUnavailableError
 from omninode_bridge.services.live_view import LiveView
+from omninode_bridge.tasks import cancel_and_wait
 
 __all__ = ["ChangeNotifier", "tool_uri"]
 
@@ -84,10 +84,7 @@ class ChangeNotifier:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self, state: AppState) -> None:
         while True:

@@ -1,0 +1,43 @@
+"""cancel_and_wait: every task cancelled first, then each awaited."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from omninode_bridge.tasks import cancel_and_wait
+
+
+async def test_cancels_and_waits_for_every_task() -> None:
+    order: list[str] = []
+
+    async def sleeper(name: str) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            order.append(name)
+            raise
+
+    first = asyncio.create_task(sleeper("first"))
+    second = asyncio.create_task(sleeper("second"))
+    await asyncio.sleep(0)
+    await cancel_and_wait(first, None, second)
+    assert first.cancelled()
+    assert second.cancelled()
+    assert order == ["first", "second"]
+
+
+async def test_nothing_to_do() -> None:
+    await cancel_and_wait()
+    await cancel_and_wait(None)
+
+
+async def test_a_finished_task_raises_what_it_ended_with() -> None:
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    task = asyncio.create_task(fail())
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError, match="boom"):
+        await cancel_and_wait(task)
