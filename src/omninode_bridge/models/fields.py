@@ -30,6 +30,7 @@ __all__ = [
     "ToolId",
     "check_json_object",
     "check_registration_size",
+    "check_unicode",
     "check_url",
     "json_limits",
 ]
@@ -43,6 +44,15 @@ HEALTH_ENDPOINT_MAX_LENGTH = 500  # the column is VARCHAR(500)
 MAX_ENDPOINTS = 512
 _OPERATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def check_unicode(value: str) -> str:
+    """``value`` unchanged; ``ValueError`` if it holds lone surrogates (not encodable as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
 
 
 def check_url(value: str, max_length: int) -> str:

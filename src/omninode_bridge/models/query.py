@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from omninode_bridge.models.fields import JsonObject
+from omninode_bridge.models.fields import JsonObject, check_unicode
 from omninode_bridge.models.node_type import NodeType
 from omninode_bridge.models.registration import ModelToolRegistration
 from omninode_bridge.models.timestamps import UtcTimestamp
@@ -48,11 +48,7 @@ class ToolQuery(BaseModel):
             return value
         if "\x00" in value:
             raise ValueError("must not contain the NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode (no lone surrogates)") from None
-        return value
+        return check_unicode(value)
 
 
 class ModelToolRegistrationPage(BaseModel):

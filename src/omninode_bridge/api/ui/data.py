@@ -35,6 +35,7 @@ from omninode_bridge.api.schemas import SearchRequest
 from omninode_bridge.api.state import AppState
 from omninode_bridge.errors import RegistryUnavailableError
 from omninode_bridge.models import ModelToolRegistration, NodeType
+from omninode_bridge.models.fields import check_unicode
 from omninode_bridge.models.timestamps import UtcTimestamp
 from omninode_bridge.services.cursors import decode_page_cursor, encode_page_cursor
 from omninode_bridge.services.discovery.pools import declared_operations
@@ -68,12 +69,7 @@ class ConsoleQuery(SearchRequest):
         # The operation goes into a JSONB containment query: what JSON cannot hold is refused.
         if value is not None and ("\x00" in value or not value.isprintable()):
             raise ValueError("must be printable text (no NUL or control characters)")
-        if value is not None:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("must be valid Unicode (no lone surrogates)") from None
-        return value
+        return None if value is None else check_unicode(value)
 
 
 class ConsoleTool(BaseModel):
