@@ -179,20 +179,23 @@ class CheckScheduler:
             best = min(best, head[0])
         return best
 
+    def _pop_due(self, now: float, *, suspect: bool) -> tuple[float, _Target] | None:
+        """The head of the normal or suspect queue, taken off it, if it is due by ``now``."""
+        head = self._head_suspect() if suspect else self._head_normal()
+        if head is None or head[0] > now:
+            return None
+        if suspect:
+            heapq.heappop(self._suspects)
+        else:
+            heapq.heappop(self._normal)
+        return head
+
     def _dispatch(self, probes: set[asyncio.Task[None]]) -> None:
         now = time.monotonic()
         while self._in_flight < self.concurrency:
-            head = self._head_normal()
-            if head is not None and head[0] <= now:
-                heapq.heappop(self._normal)
-            else:
-                head = None
-                if self._suspects_in_flight < self.suspect_slots:
-                    head = self._head_suspect()
-                    if head is not None and head[0] <= now:
-                        heapq.heappop(self._suspects)
-                    else:
-                        head = None
+            head = self._pop_due(now, suspect=False)
+            if head is None and self._suspects_in_flight < self.suspect_slots:
+                head = self._pop_due(now, suspect=True)
             if head is None:
                 return
             due, target = head
