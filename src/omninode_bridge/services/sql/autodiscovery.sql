@@ -24,12 +24,7 @@ WITH held AS (
     WHERE NOT EXISTS (SELECT FROM held)
     ON CONFLICT (tool_id) DO NOTHING
     RETURNING *
-), ev AS (
-    INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
-    SELECT 'created', ins.tool_id, ins.id, to_jsonb(ins) FROM ins
-), own AS (
-    INSERT INTO tool_owners (tool_id, owner) SELECT ins.tool_id, $7::varchar FROM ins
-), done AS (
+), {{ record_created($7) }}, done AS (
     DELETE FROM tool_id_releases r WHERE r.tool_id = $1 AND EXISTS (SELECT FROM ins)
 )
 SELECT EXISTS (SELECT FROM ins) AS created,

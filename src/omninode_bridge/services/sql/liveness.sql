@@ -10,7 +10,7 @@
 -- fenced write in flight and a deposed leader's later writes find another
 -- generation. A NULL generation is an unfenced one-off pass (the CLI). Each
 -- fenced statement answers one row: whether the fence held (leading) and the
--- ids it changed.
+-- ids it changed. The fence is fragments.sql's fence(generation, lease).
 
 -- name: lead
 -- Wait (up to the session's lock_timeout) for the leader's advisory lock.
@@ -63,11 +63,7 @@ FROM liveness_leases WHERE name = $1::varchar
 -- dated when the heartbeat expired (last heartbeat + TTL), not when it was seen,
 -- but never before the tool's registration (a heartbeat time given in the past).
 WITH fence AS (
-    SELECT WHERE $2::bigint IS NULL OR EXISTS (
-        SELECT FROM liveness_leases l
-        WHERE l.name = $3::varchar AND l.generation = $2::bigint
-          AND l.expires_at > clock_timestamp()
-        FOR SHARE)
+    {{ fence($2, $3) }}
 ), due AS (
     SELECT r.tool_id, r.id, COALESCE(r.last_heartbeat, r.registered_at) AS seen
     FROM tool_registrations r
@@ -103,11 +99,7 @@ SELECT EXISTS (SELECT FROM fence) AS leading,
 -- Stale tools heartbeating again (within the TTL, $1 s). The event is dated at the
 -- newest heartbeat seen: the latest moment the tool can have come back.
 WITH fence AS (
-    SELECT WHERE $2::bigint IS NULL OR EXISTS (
-        SELECT FROM liveness_leases l
-        WHERE l.name = $3::varchar AND l.generation = $2::bigint
-          AND l.expires_at > clock_timestamp()
-        FOR SHARE)
+    {{ fence($2, $3) }}
 ), up AS (
     UPDATE tool_health h
     SET heartbeat_status = 'healthy',
@@ -144,11 +136,7 @@ WHERE COALESCE(last_heartbeat, registered_at, '-infinity'::timestamptz)
 -- Remove those of $1 still past the retention ($2 s): a tool that heartbeated
 -- since the candidates were read stays.
 WITH fence AS (
-    SELECT WHERE $3::bigint IS NULL OR EXISTS (
-        SELECT FROM liveness_leases l
-        WHERE l.name = $4::varchar AND l.generation = $3::bigint
-          AND l.expires_at > clock_timestamp()
-        FOR SHARE)
+    {{ fence($3, $4) }}
 ), del AS (
     DELETE FROM tool_registrations r
     WHERE r.tool_id = ANY($1::varchar[])
@@ -210,11 +198,7 @@ WHERE r.health_endpoint IS NOT NULL OR COALESCE(h.check_status, 'unknown') <> 'u
 -- the one the pass read (generation $8), so two passes never apply one result
 -- twice or on top of each other; transitions ($9 kind, $10 reason) become events.
 WITH fence AS (
-    SELECT WHERE $11::bigint IS NULL OR EXISTS (
-        SELECT FROM liveness_leases l
-        WHERE l.name = $12::varchar AND l.generation = $11::bigint
-          AND l.expires_at > clock_timestamp()
-        FOR SHARE)
+    {{ fence($11, $12) }}
 ), input AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int[], $4::int[], $5::boolean[],
                          $6::float8[], $7::text[], $8::bigint[], $9::varchar[], $10::text[])

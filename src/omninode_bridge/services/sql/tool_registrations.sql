@@ -9,13 +9,7 @@ WITH ins AS (
     VALUES ($1, $2, $3, $4, $5, $6, now())
     ON CONFLICT (tool_id) DO NOTHING
     RETURNING *
-), ev AS (
-    INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
-    SELECT 'created', ins.tool_id, ins.id, to_jsonb(ins) FROM ins
-), own AS (
-    INSERT INTO tool_owners (tool_id, owner)
-    SELECT ins.tool_id, $7::varchar FROM ins WHERE $7::varchar IS NOT NULL
-)
+), {{ record_created($7) }}
 SELECT * FROM ins
 
 -- name: create_registrations
@@ -27,13 +21,7 @@ WITH ins AS (
         AS t(tool_id, node_type, capabilities, endpoints, metadata, health_endpoint)
     ON CONFLICT (tool_id) DO NOTHING
     RETURNING *
-), ev AS (
-    INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
-    SELECT 'created', ins.tool_id, ins.id, to_jsonb(ins) FROM ins
-), own AS (
-    INSERT INTO tool_owners (tool_id, owner)
-    SELECT ins.tool_id, $7::varchar FROM ins WHERE $7::varchar IS NOT NULL
-)
+), {{ record_created($7) }}
 SELECT * FROM ins
 
 -- name: upsert_registration
