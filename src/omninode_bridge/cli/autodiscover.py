@@ -28,6 +28,20 @@ app = typer.Typer(
 app.command("status")(status)
 app.command("allow")(allow)
 
+# The options every source's command takes, declared once (typer copies a default's
+# OptionInfo for each command that uses it).
+_METRICS_PORT = typer.Option(
+    None,
+    "--metrics-port",
+    metavar="PORT",
+    min=0,
+    max=65535,
+    help="Serve Prometheus metrics on 127.0.0.1.",
+)
+_LOG_LEVEL = typer.Option(
+    "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
+)
+
 
 async def _check_schema(client: PostgresClient, settings: Settings) -> None:
     from omninode_bridge.migrations import runner
@@ -123,17 +137,8 @@ def etcd(
     timeout: float = typer.Option(
         5.0, "--timeout", metavar="SECONDS", min=0.1, help="Seconds for each etcd call."
     ),
-    metrics_port: int | None = typer.Option(
-        None,
-        "--metrics-port",
-        metavar="PORT",
-        min=0,
-        max=65535,
-        help="Serve Prometheus metrics on 127.0.0.1.",
-    ),
-    log_level: str = typer.Option(
-        "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
-    ),
+    metrics_port: int | None = _METRICS_PORT,
+    log_level: str = _LOG_LEVEL,
 ) -> None:
     """Follow etcd until interrupted: keys under the prefix become registrations.
 
@@ -202,17 +207,8 @@ def consul(
         "--mark-stale",
         help="When an instance goes, mark its tool stale (heartbeat at the epoch), keep it.",
     ),
-    metrics_port: int | None = typer.Option(
-        None,
-        "--metrics-port",
-        metavar="PORT",
-        min=0,
-        max=65535,
-        help="Serve Prometheus metrics on 127.0.0.1.",
-    ),
-    log_level: str = typer.Option(
-        "info", "--log-level", metavar="LEVEL", help="debug, info, warning or error."
-    ),
+    metrics_port: int | None = _METRICS_PORT,
+    log_level: str = _LOG_LEVEL,
 ) -> None:
     """Follow Consul's catalog until interrupted: service instances become registrations.
 
