@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -37,6 +38,22 @@ app = typer.Typer(
 )
 
 
+def _revision_after(
+    settings: Settings, migrate: Callable[[str], Awaitable[None]] | None = None
+) -> str | None:
+    """The revision the database is at (``None``: no schema), read after ``migrate(dsn)``
+    has run on it when given."""
+
+    async def go() -> str | None:
+        dsn = await resolve_dsn(settings)
+        if migrate is not None:
+            await migrate(dsn)
+        now_at: str | None = await _runner().current_revision(dsn, settings.connect_timeout)
+        return now_at
+
+    return run_async(go())
+
+
 def _describe(current: str | None, head: str) -> str:
     if current is None:
         return "(none): the database has no registry schema yet; run `toolreg db upgrade`"
@@ -51,15 +68,7 @@ def upgrade(
     revision: str = typer.Argument("head", metavar="REVISION", help="Target revision."),
 ) -> None:
     """Apply migrations up to REVISION (default: head). Safe to run concurrently."""
-    settings = settings_from(ctx)
-
-    async def go() -> str | None:
-        dsn = await resolve_dsn(settings)
-        await _runner().upgrade(dsn, revision)
-        now_at: str | None = await _runner().current_revision(dsn, settings.connect_timeout)
-        return now_at
-
-    current = run_async(go())
+    current = _revision_after(settings_from(ctx), lambda dsn: _runner().upgrade(dsn, revision))
     console.print(f"upgraded: {_describe(current, _runner().head_revision())}")
 
 
@@ -71,29 +80,14 @@ def downgrade(
     ),
 ) -> None:
     """Revert migrations to REVISION (default: one step back)."""
-    settings = settings_from(ctx)
-
-    async def go() -> str | None:
-        dsn = await resolve_dsn(settings)
-        await _runner().downgrade(dsn, revision)
-        now_at: str | None = await _runner().current_revision(dsn, settings.connect_timeout)
-        return now_at
-
-    current = run_async(go())
+    current = _revision_after(settings_from(ctx), lambda dsn: _runner().downgrade(dsn, revision))
     console.print(f"downgraded: now at {current or '(base)'}")
 
 
 @app.command()
 def current(ctx: typer.Context) -> None:
     """Print the revision the database is at."""
-    settings = settings_from(ctx)
-
-    async def go() -> str | None:
-        dsn = await resolve_dsn(settings)
-        now_at: str | None = await _runner().current_revision(dsn, settings.connect_timeout)
-        return now_at
-
-    console.print(_describe(run_async(go()), _runner().head_revision()))
+    console.print(_describe(_revision_after(settings_from(ctx)), _runner().head_revision()))
 
 
 @app.command()
