@@ -9,11 +9,11 @@ name is what :func:`omninode_bridge.api.auth.principal_of` left in the scope.
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge.api.auth import PRINCIPAL_KEY
+from omninode_bridge.api.reporting import answer_then_report
 from omninode_bridge.logs import ACCESS_LOGGER
 from omninode_bridge.services.tokens import Principal
 
@@ -38,6 +38,23 @@ def _client(scope: Scope) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+def _log(scope: Scope, status: int, seconds: float) -> None:
+    principal = scope.get(PRINCIPAL_KEY)
+    fields = {
+        "method": scope.get("method", "-"),
+        "path": _path(scope),
+        "status": status,
+        "duration_ms": round(seconds * 1000, 1),
+        "token": principal.name if isinstance(principal, Principal) else "-",
+        "client": _client(scope),
+    }
+    logger.info(
+        "%(method)s %(path)s %(status)d %(duration_ms).1f ms token=%(token)s client=%(client)s",
+        fields,
+        extra={"fields": fields},
+    )
+
+
 class AccessLogMiddleware:
     """Logs every HTTP request once it is answered (a stream: once it ends).
 
@@ -51,30 +68,4 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500  # what the client gets if the app fails before it answers
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            principal = scope.get(PRINCIPAL_KEY)
-            fields = {
-                "method": scope.get("method", "-"),
-                "path": _path(scope),
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "token": principal.name if isinstance(principal, Principal) else "-",
-                "client": _client(scope),
-            }
-            logger.info(
-                "%(method)s %(path)s %(status)d %(duration_ms).1f ms "
-                "token=%(token)s client=%(client)s",
-                fields,
-                extra={"fields": fields},
-            )
+        await answer_then_report(self.app, scope, receive, send, _log)

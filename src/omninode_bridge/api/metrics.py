@@ -13,15 +13,15 @@ read at scrape time.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge.api.discovery_metrics import DiscoveryCollector
+from omninode_bridge.api.reporting import answer_then_report
 
 __all__ = ["KNOWN_METHODS", "Metrics", "MetricsMiddleware"]
 
@@ -159,21 +159,12 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
+        await answer_then_report(self.app, scope, receive, send, self._count)
 
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = _route_template(scope)
-            method = scope.get("method", "GET")
-            if method not in KNOWN_METHODS:
-                method = "other"
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+    def _count(self, scope: Scope, status: int, seconds: float) -> None:
+        route = _route_template(scope)
+        method = scope.get("method", "GET")
+        if method not in KNOWN_METHODS:
+            method = "other"
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(seconds)
