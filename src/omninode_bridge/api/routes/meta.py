@@ -16,8 +16,9 @@ the pages reference no other host, start their viewer from a script of ours
 from __future__ import annotations
 
 import html
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastapi_offline
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
@@ -72,14 +73,53 @@ _INIT_SCRIPTS = {
 }
 
 
-def _page(title: str, root: str, head: str, body: str) -> HTMLResponse:
+class _Viewer(NamedTuple):
+    """A spec viewer's page. ``mount`` is the element it renders into, with ``{spec}``
+    where the spec's URL goes; ``scripts`` and ``stylesheet`` are files under
+    ``DOCS_STATIC``."""
+
+    name: str
+    mount: str
+    scripts: tuple[str, ...]
+    stylesheet: str | None = None
+
+
+_VIEWERS = {  # URL -> the viewer served there
+    DOCS_URL: _Viewer(
+        "Swagger UI",
+        '<div id="swagger-ui" data-openapi-url="{spec}"></div>',
+        ("swagger-ui-bundle.js", "swagger-init.js"),
+        "swagger-ui.css",
+    ),
+    REDOC_URL: _Viewer(
+        "ReDoc",
+        '<div id="redoc" data-spec-url="{spec}"></div>',
+        ("redoc.standalone.js", "redoc-init.js"),
+    ),
+}
+
+
+def _viewer_page(request: Request, viewer: _Viewer) -> HTMLResponse:
+    """``viewer`` on this server's spec, under the docs' Content-Security-Policy."""
+    root = _root_path(request)
+    static = root + DOCS_STATIC
+    title = f"{request.app.title} - {viewer.name}"
+    head = (
+        f'<link rel="stylesheet" href="{static}/{viewer.stylesheet}">' if viewer.stylesheet else ""
+    )
+    body = "\n".join(
+        [
+            viewer.mount.format(spec=html.escape(root + OPENAPI_URL)),
+            *(f'<script src="{static}/{script}"></script>' for script in viewer.scripts),
+        ]
+    )
     page = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
-<link rel="icon" type="image/png" href="{root}{DOCS_STATIC}/favicon.png">
+<link rel="icon" type="image/png" href="{static}/favicon.png">
 {head}
 </head>
 <body>
@@ -127,30 +167,20 @@ def router(*, guarded: bool) -> APIRouter:
             schema = {**schema, "servers": [{"url": root_path}, *schema.get("servers", [])]}
         return JSONResponse(schema)
 
-    @meta.get(DOCS_URL, include_in_schema=False, dependencies=guard)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = _root_path(request)
-        spec = html.escape(root + OPENAPI_URL)
-        return _page(
-            f"{request.app.title} - Swagger UI",
-            root,
-            f'<link rel="stylesheet" href="{root}{DOCS_STATIC}/swagger-ui.css">',
-            f'<div id="swagger-ui" data-openapi-url="{spec}"></div>\n'
-            f'<script src="{root}{DOCS_STATIC}/swagger-ui-bundle.js"></script>\n'
-            f'<script src="{root}{DOCS_STATIC}/swagger-init.js"></script>',
-        )
+    def viewer_route(viewer: _Viewer) -> Callable[[Request], Awaitable[HTMLResponse]]:
+        async def viewer_page(request: Request) -> HTMLResponse:
+            return _viewer_page(request, viewer)
 
-    @meta.get(REDOC_URL, include_in_schema=False, dependencies=guard)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = _root_path(request)
-        spec = html.escape(root + OPENAPI_URL)
-        return _page(
-            f"{request.app.title} - ReDoc",
-            root,
-            "",
-            f'<div id="redoc" data-spec-url="{spec}"></div>\n'
-            f'<script src="{root}{DOCS_STATIC}/redoc.standalone.js"></script>\n'
-            f'<script src="{root}{DOCS_STATIC}/redoc-init.js"></script>',
+        return viewer_page
+
+    for url, viewer in _VIEWERS.items():
+        meta.add_api_route(
+            url,
+            viewer_route(viewer),
+            methods=["GET"],
+            include_in_schema=False,
+            dependencies=guard,
+            name=url.strip("/"),
         )
 
     @meta.get(DOCS_STATIC + "/{name}", include_in_schema=False)
