@@ -161,15 +161,16 @@ def checks(instance: Instance, node: Node) -> list[dict[str, Any]]:
     return found
 
 
-def _node(instance: Instance, node: Node) -> dict[str, Any]:
-    host, _ = _address(instance.endpoint)
+def _node(host: str, node: Node, meta_key: str) -> dict[str, Any]:
+    """The node's fields: Consul's Node (``meta_key`` ``Meta``), or the first fields of a
+    flat catalog entry (``NodeMeta``)."""
     return {
         "ID": "",
         "Node": node.name,
         "Address": host,
         "Datacenter": node.datacenter,
         "TaggedAddresses": {},
-        "Meta": {"toolreg": "true"},
+        meta_key: {"toolreg": "true"},
     }
 
 
@@ -178,7 +179,7 @@ def health_entry(instance: Instance, node: Node) -> dict[str, Any]:
     host, port = _address(instance.endpoint)
     registration = instance.registration
     return {
-        "Node": _node(instance, node),
+        "Node": _node(host, node, "Meta"),
         "Service": {
             "ID": registration.tool_id,
             "Service": instance.service,
@@ -199,12 +200,7 @@ def catalog_entry(instance: Instance, node: Node) -> dict[str, Any]:
     host, port = _address(instance.endpoint)
     registration = instance.registration
     return {
-        "ID": "",
-        "Node": node.name,
-        "Address": host,
-        "Datacenter": node.datacenter,
-        "TaggedAddresses": {},
-        "NodeMeta": {"toolreg": "true"},
+        **_node(host, node, "NodeMeta"),
         "ServiceID": registration.tool_id,
         "ServiceName": instance.service,
         "ServiceAddress": host,
