@@ -119,19 +119,22 @@ class _Parser:
         return predicate
 
     def parse_or(self) -> Predicate:
-        left = self.parse_and()
-        while self.peek() == ("kw", "or"):
-            self.take()
-            right = self.parse_and()
-            left = (lambda a, b: lambda e: a(e) or b(e))(left, right)
-        return left
+        return self._chain("or", self.parse_and, lambda a, b: lambda e: a(e) or b(e))
 
     def parse_and(self) -> Predicate:
-        left = self.parse_not()
-        while self.peek() == ("kw", "and"):
+        return self._chain("and", self.parse_not, lambda a, b: lambda e: a(e) and b(e))
+
+    def _chain(
+        self,
+        word: str,
+        operand: Callable[[], Predicate],
+        join: Callable[[Predicate, Predicate], Predicate],
+    ) -> Predicate:
+        """Operands separated by the keyword ``word``, joined from the left."""
+        left = operand()
+        while self.peek() == ("kw", word):
             self.take()
-            right = self.parse_not()
-            left = (lambda a, b: lambda e: a(e) and b(e))(left, right)
+            left = join(left, operand())
         return left
 
     def parse_not(self) -> Predicate:
