@@ -30,10 +30,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from omninode_bridge.api import examples
 from omninode_bridge.api.auth import Reader
+from omninode_bridge.api.consul.routes import live_view
 from omninode_bridge.api.routes.common import State, problems
 from omninode_bridge.api.schemas import SearchRequest
 from omninode_bridge.api.state import AppState
-from omninode_bridge.errors import RegistryUnavailableError
 from omninode_bridge.models import ModelToolRegistration, NodeType
 from omninode_bridge.models.fields import check_unicode
 from omninode_bridge.models.timestamps import UtcTimestamp
@@ -105,17 +105,6 @@ class ConsolePage(BaseModel):
         default=False,
         description=f"The page stopped after looking at {SCAN_ROWS} rows: more may match.",
     )
-
-
-async def _live_view(state: AppState) -> LiveView:
-    view = state.live_view
-    try:
-        await view.ensure_started(state.settings.connect_timeout)
-    except TimeoutError:
-        raise RegistryUnavailableError("the registry's catalog is not loaded yet") from None
-    if not view.current:
-        raise RegistryUnavailableError("the registry's catalog is reloading")
-    return view
 
 
 def _counts(view: LiveView) -> HealthCounts:
@@ -243,7 +232,7 @@ async def console_tools(
     ``capabilities``, ``where``, ``node_type`` and ``healthy_within_seconds`` mean what
     they mean in ``POST /v1/tools/search`` and are validated the same way."""
     position = await state.repository.feed.head_cursor()  # before reading: nothing missed
-    view = await _live_view(state)
+    view = await live_view(state)
     partial = False
     searching = query.capabilities is not None or query.where is not None
     if (
