@@ -10,7 +10,7 @@ scripts, styles and connections from this origin only, and no inline script.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -41,6 +41,7 @@ PAGES = {
     "discover": "Discover",
     "admin": "Admin",
 }
+PATHS = {"tools": "/", "tool": "/tool", "discover": "/discover", "admin": "/admin"}  # under UI
 
 
 def _root(request: Request) -> str:
@@ -76,20 +77,12 @@ def router(settings: Settings) -> APIRouter:
     async def ui_bare(request: Request) -> RedirectResponse:
         return RedirectResponse(_root(request) + UI + "/", status_code=307)
 
-    @pages.get(UI + "/")
-    async def tools_page(request: Request) -> HTMLResponse:
-        return render(request, "tools")
+    def page_route(page: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
+        async def show(request: Request) -> HTMLResponse:
+            return render(request, page)
 
-    @pages.get(UI + "/tool")
-    async def tool_page(request: Request) -> HTMLResponse:
-        return render(request, "tool")
+        return show
 
-    @pages.get(UI + "/discover")
-    async def discover_page(request: Request) -> HTMLResponse:
-        return render(request, "discover")
-
-    @pages.get(UI + "/admin")
-    async def admin_page(request: Request) -> HTMLResponse:
-        return render(request, "admin")
-
+    for page, path in PATHS.items():
+        pages.add_api_route(UI + path, page_route(page), methods=["GET"], name=f"{page}_page")
     return pages
