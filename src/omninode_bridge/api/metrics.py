@@ -16,12 +16,13 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omninode_bridge.api.discovery_metrics import DiscoveryCollector
 from omninode_bridge.api.reporting import answer_then_report
+from omninode_bridge.metrics_support import MetricSet, counter, gauge, histogram
 
 __all__ = ["KNOWN_METHODS", "Metrics", "MetricsMiddleware"]
 
@@ -33,72 +34,53 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 UNMATCHED = "unmatched"
 
 
-class Metrics:
-    """Every metric the server exports."""
+class Metrics(MetricSet):
+    """Every metric the server exports (``registry``: a private one by default)."""
+
+    requests = counter(
+        "toolreg_http_requests_total",
+        "HTTP requests by method, route template and status code.",
+        ["method", "route", "status"],
+    )
+    latency = histogram(
+        "toolreg_http_request_duration_seconds",
+        "HTTP request latency by method and route template.",
+        ["method", "route"],
+        buckets=LATENCY_BUCKETS,
+    )
+    registered_tools = gauge(
+        "toolreg_registered_tools", "Registered tools by node type.", ["node_type"]
+    )
+    healthy_tools = gauge("toolreg_healthy_tools", "Tools whose last heartbeat is within the TTL.")
+    heartbeats = counter(
+        "toolreg_heartbeats_received_total", "Heartbeats received (each tool id counts once)."
+    )
+    change_events = counter(
+        "toolreg_change_events_total", "Change-feed events seen by this server, by kind.", ["kind"]
+    )
+    pool_size = gauge("toolreg_db_pool_connections", "Database pool connections open.")
+    pool_in_use = gauge("toolreg_db_pool_connections_in_use", "Database pool connections in use.")
+    pool_max = gauge("toolreg_db_pool_connections_max", "Database pool ceiling.")
+    feed_following = gauge(
+        "toolreg_change_feed_following",
+        "1 while this server follows the change feed (SSE streams are live), else 0.",
+    )
+    feed_interruptions = counter(
+        "toolreg_change_feed_interruptions_total",
+        "Times this server lost the change feed (open streams were ended).",
+    )
+    sse_dropped = counter(
+        "toolreg_sse_subscribers_dropped_total",
+        "SSE streams ended because the client fell too far behind (TOOLREG_SSE_BUFFER_BYTES).",
+    )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "toolreg_http_requests_total",
-            "HTTP requests by method, route template and status code.",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "toolreg_http_request_duration_seconds",
-            "HTTP request latency by method and route template.",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.registered_tools = Gauge(
-            "toolreg_registered_tools", "Registered tools by node type.", ["node_type"], registry=r
-        )
-        self.healthy_tools = Gauge(
-            "toolreg_healthy_tools", "Tools whose last heartbeat is within the TTL.", registry=r
-        )
-        self.heartbeats = Counter(
-            "toolreg_heartbeats_received_total",
-            "Heartbeats received (each tool id counts once).",
-            registry=r,
-        )
-        self.change_events = Counter(
-            "toolreg_change_events_total",
-            "Change-feed events seen by this server, by kind.",
-            ["kind"],
-            registry=r,
-        )
-        self.pool_size = Gauge(
-            "toolreg_db_pool_connections", "Database pool connections open.", registry=r
-        )
-        self.pool_in_use = Gauge(
-            "toolreg_db_pool_connections_in_use", "Database pool connections in use.", registry=r
-        )
-        self.pool_max = Gauge(
-            "toolreg_db_pool_connections_max", "Database pool ceiling.", registry=r
-        )
+        super().__init__(registry)
+        self.discovery = DiscoveryCollector()
+        self.registry.register(self.discovery)
         # One exposition is generated at a time: concurrent scrapes queue here
         # rather than each taking a worker thread of the default executor.
         self._exposing = asyncio.Lock()
-
-        self.feed_following = Gauge(
-            "toolreg_change_feed_following",
-            "1 while this server follows the change feed (SSE streams are live), else 0.",
-            registry=r,
-        )
-        self.feed_interruptions = Counter(
-            "toolreg_change_feed_interruptions_total",
-            "Times this server lost the change feed (open streams were ended).",
-            registry=r,
-        )
-        self.discovery = DiscoveryCollector()
-        r.register(self.discovery)
-        self.sse_dropped = Counter(
-            "toolreg_sse_subscribers_dropped_total",
-            "SSE streams ended because the client fell too far behind (TOOLREG_SSE_BUFFER_BYTES).",
-            registry=r,
-        )
 
     def bind_pool(
         self, size: Callable[[], float], in_use: Callable[[], float], max_size: Callable[[], float]
