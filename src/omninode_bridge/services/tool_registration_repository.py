@@ -52,17 +52,6 @@ __all__ = ["ToolRegistrationRepository"]
 Q = load_queries("tool_registrations.sql")
 
 
-def _assembled(query: str) -> str:
-    """``query`` with the parts it names put in (``{registration_json}``, ``{find_tools}``)."""
-    for part in ("registration_json", "find_tools"):
-        query = query.replace("{" + part + "}", Q[part])
-    return query
-
-
-# The read path's JSON statements (see tool_registrations.sql).
-for _json_statement in ("find_tools_json", "get_registration_with_health"):
-    Q[_json_statement] = _assembled(Q[_json_statement])
-
 # Bounds of a heartbeat_time, judged on the database clock in the statement
 # (tool_registrations.sql spells them out too).
 MAX_FUTURE_HEARTBEAT = timedelta(minutes=1)

@@ -9,7 +9,7 @@ A piece of SQL that several queries share is written once in
 with ``{{ <name>(<arg>, ...) }}``, where each argument (a bind parameter such
 as ``$2``, usually) replaces its parameter. Fragments are expanded when the
 file is loaded, so the database sees plain SQL; an unknown fragment or a wrong
-number of arguments is an error at load time.
+number of arguments is an error at load time. A fragment may include others.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ _HEADER = re.compile(
 )
 _USE = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\(([^()]*)\)\s*\}\}")
 FRAGMENTS_FILE = "fragments.sql"
+MAX_DEPTH = 4
 
 
 def _blocks(filename: str) -> Iterator[tuple[str, str, str | None, str]]:
@@ -54,8 +55,11 @@ def _fragments() -> dict[str, tuple[tuple[str, ...], str]]:
     return fragments
 
 
-def _expand(text: str, where: str) -> str:
-    """``text`` with every ``{{ fragment(args) }}`` replaced by the fragment's SQL."""
+def _expand(text: str, where: str, depth: int = 0) -> str:
+    """``text`` with every ``{{ fragment(args) }}`` replaced by the fragment's SQL
+    (fragments may include fragments, a few levels deep)."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where}: fragments nested more than {MAX_DEPTH} deep (a cycle?)")
 
     def include(use: re.Match[str]) -> str:
         name = use.group(1)
@@ -70,7 +74,7 @@ def _expand(text: str, where: str) -> str:
             )
         for param, arg in zip(params, args, strict=True):
             body = body.replace("{" + param + "}", arg)
-        return body
+        return _expand(body, where, depth + 1)
 
     return _USE.sub(include, text)
 

@@ -323,19 +323,7 @@ WHERE CASE
              AND $2::timestamptz >= COALESCE(cur.last_heartbeat, cur.registered_at)
         THEN $2::timestamptz < COALESCE(cur.last_heartbeat, cur.registered_at)
                                + make_interval(secs => $3::float8)
-        ELSE COALESCE((
-            SELECT e.kind FROM tool_registration_events e
-            WHERE e.tool_id = o.tool_id AND e.kind IN ('stale', 'healthy')
-              AND e.occurred_at <= $2::timestamptz
-              AND (l.txid IS NULL OR (e.txid, e.seq) > (l.txid, l.seq))
-            ORDER BY e.occurred_at DESC, e.txid DESC, e.seq DESC
-            LIMIT 1), 'healthy') = 'healthy'
+        ELSE {{ last_verdict(o.tool_id, l, 'stale', 'healthy', $2::timestamptz) }} = 'healthy'
       END
-  AND COALESCE((
-        SELECT e.kind FROM tool_registration_events e
-        WHERE e.tool_id = o.tool_id AND e.kind IN ('critical', 'passing')
-          AND e.occurred_at <= $2::timestamptz
-          AND (l.txid IS NULL OR (e.txid, e.seq) > (l.txid, l.seq))
-        ORDER BY e.occurred_at DESC, e.txid DESC, e.seq DESC
-        LIMIT 1), 'passing') = 'passing'
+  AND {{ last_verdict(o.tool_id, l, 'critical', 'passing', $2::timestamptz) }} = 'passing'
 ORDER BY o.tool_id

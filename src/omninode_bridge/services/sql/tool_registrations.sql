@@ -245,14 +245,7 @@ SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
 SELECT $1::text::jsonpath
 
 -- name: find_tools
-SELECT * FROM tool_registrations
-WHERE ($1::jsonb IS NULL OR capabilities @> $1::jsonb)
-  AND ($2::varchar IS NULL OR node_type = $2::varchar)
-  AND ($3::float8 IS NULL OR last_heartbeat > now() - make_interval(secs => $3::float8))
-  AND ($4::jsonpath IS NULL OR capabilities @@ $4::jsonpath)
-  AND ($5::varchar IS NULL OR tool_id > $5::varchar)
-ORDER BY tool_id
-LIMIT $6
+{{ tool_search() }}
 
 -- name: get_owner
 SELECT owner FROM tool_owners WHERE tool_id = $1
@@ -271,24 +264,7 @@ SELECT count(*) FROM tool_registrations
 WHERE last_heartbeat > now() - make_interval(secs => $1::float8)
 
 -- The API's read path answers with JSON that PostgreSQL builds: no row becomes
--- a Python object on the way. The repository puts registration_json in for
--- {registration_json} and find_tools in for {find_tools}.
-
--- name: registration_json
--- Not a query: the select list of one registration `r` as the API writes it,
--- ModelToolRegistration's fields in its order, timestamps in UTC the way
--- pydantic writes them (2026-01-02T03:04:05.123456Z; no fraction when it is 0).
-r.id, r.tool_id, r.node_type,
-coalesce(r.capabilities, '{}') AS capabilities,
-coalesce(r.endpoints, '{}') AS endpoints,
-coalesce(r.metadata, '{}') AS metadata,
-r.health_endpoint,
-replace(to_char(r.last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        '.000000Z', 'Z') AS last_heartbeat,
-replace(to_char(r.registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        '.000000Z', 'Z') AS registered_at,
-replace(to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        '.000000Z', 'Z') AS updated_at
+-- a Python object on the way (fragments.sql's registration_json).
 
 -- name: find_tools_json
 -- A page of find_tools as JSON text. find_tools' LIMIT ($6) is one more than
@@ -297,11 +273,11 @@ replace(to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 -- next page starts), NULL on the last page.
 SELECT coalesce(json_agg(doc ORDER BY r.n) FILTER (WHERE r.n < $6), '[]')::text AS items,
        CASE WHEN count(*) = $6 THEN max(r.tool_id) FILTER (WHERE r.n = $6 - 1) END AS last
-FROM (SELECT t.*, row_number() OVER (ORDER BY t.tool_id) AS n FROM ({find_tools}) t) r
-CROSS JOIN LATERAL (SELECT {registration_json}) doc
+FROM (SELECT t.*, row_number() OVER (ORDER BY t.tool_id) AS n FROM ({{ tool_search() }}) t) r
+CROSS JOIN LATERAL (SELECT {{ registration_json() }}) doc
 
 -- name: get_registration_with_health
--- One statement: the registration as JSON text (see registration_json) with its
+-- One statement: the registration as JSON text (fragments.sql's registration_json) with its
 -- health now: heartbeat freshness against the TTL ($2 s, database clock) beside
 -- the active checks' verdict, as ModelToolRegistrationWithHealth writes them.
 SELECT row_to_json(doc)::text
@@ -311,7 +287,7 @@ CROSS JOIN LATERAL (
     SELECT coalesce(r.last_heartbeat > now() - make_interval(secs => $2::float8), false) AS fresh
 ) beat
 CROSS JOIN LATERAL (
-    SELECT {registration_json},
+    SELECT {{ registration_json() }},
            json_build_object(
                'status', CASE WHEN h.check_status = 'critical' THEN 'critical'
                               WHEN beat.fresh THEN 'healthy' ELSE 'stale' END,
@@ -319,11 +295,8 @@ CROSS JOIN LATERAL (
                'check_status', coalesce(h.check_status, 'unknown'),
                -- since when the verdict holds: known once a check has run
                'check_since', CASE WHEN h.last_checked_at IS NOT NULL THEN
-                   replace(to_char(h.check_changed_at AT TIME ZONE 'UTC',
-                                   'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z') END,
-               'last_checked_at',
-                   replace(to_char(h.last_checked_at AT TIME ZONE 'UTC',
-                                   'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z')
+                   {{ utc_text(h.check_changed_at) }} END,
+               'last_checked_at', {{ utc_text(h.last_checked_at) }}
            ) AS health
 ) doc
 WHERE r.tool_id = $1
