@@ -64,14 +64,22 @@ def coalescer(
     return HeartbeatCoalescer(tokens.heartbeats, window=window, max_batch=max_batch)
 
 
+async def writer_owning(
+    repository: ToolRegistrationRepository, *tool_ids: str
+) -> tuple[TokenService, str]:
+    """The token service, and a new write token's secret that owns ``tool_ids``, registered
+    here."""
+    writer = await secret(repository.client, Scope.WRITE)
+    for tool_id in tool_ids:
+        await register(repository, tool_id, writer)
+    return TokenService(repository.client), writer
+
+
 async def test_concurrent_heartbeats_share_a_batch_and_are_durable_when_answered(
     repository: ToolRegistrationRepository, postgres_client: PostgresClient, db_dsn: str
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
     ids = [f"tool-{i:03d}" for i in range(200)]
-    for tool_id in ids:
-        await register(repository, tool_id, writer)
+    tokens, writer = await writer_owning(repository, *ids)
     start = await db_now(postgres_client)
     hb = coalescer(tokens, window=0.05)
     try:
@@ -130,10 +138,7 @@ async def test_a_heartbeat_that_would_move_backwards_is_left_to_the_slow_path(
 ) -> None:
     # As the single statement: a heartbeat given in the future is not rewound by the
     # fast path; the route's slow path does it and records the rewind.
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
-    await register(repository, "ahead", writer)
-    await register(repository, "plain", writer)
+    tokens, writer = await writer_owning(repository, "ahead", "plain")
     future = await db_now(postgres_client) + timedelta(seconds=30)
     assert await repository.update_heartbeat("ahead", future)
     hb = coalescer(tokens)
@@ -146,11 +151,9 @@ async def test_a_heartbeat_that_would_move_backwards_is_left_to_the_slow_path(
 
 
 async def test_max_batch_splits_and_the_rest_goes_next(
-    repository: ToolRegistrationRepository, postgres_client: PostgresClient
+    repository: ToolRegistrationRepository,
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
-    await register(repository, "t", writer)
+    tokens, writer = await writer_owning(repository, "t")
     sizes: list[int] = []
 
     async def write(batch: Sequence[Request]) -> Sequence[bool]:
@@ -169,13 +172,10 @@ async def test_max_batch_splits_and_the_rest_goes_next(
 
 
 async def test_an_outage_mid_batch_fails_that_batch_only_then_it_recovers(
-    repository: ToolRegistrationRepository, postgres_client: PostgresClient, db_dsn: str
+    repository: ToolRegistrationRepository, db_dsn: str
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
     ids = [f"t{i}" for i in range(20)]
-    for tool_id in ids:
-        await register(repository, tool_id, writer)
+    tokens, writer = await writer_owning(repository, *ids)
     outages = 0
 
     async def write(batch: Sequence[Request]) -> Sequence[bool]:
@@ -225,11 +225,9 @@ async def test_an_outage_mid_batch_fails_that_batch_only_then_it_recovers(
 
 
 async def test_a_writer_error_reaches_every_waiter_and_the_next_batch_works(
-    repository: ToolRegistrationRepository, postgres_client: PostgresClient
+    repository: ToolRegistrationRepository,
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
-    await register(repository, "t", writer)
+    tokens, writer = await writer_owning(repository, "t")
     calls = 0
 
     async def write(batch: Sequence[Request]) -> Sequence[bool]:
@@ -251,12 +249,9 @@ async def test_a_writer_error_reaches_every_waiter_and_the_next_batch_works(
 
 
 async def test_a_cancelled_waiter_leaves_its_batch_intact(
-    repository: ToolRegistrationRepository, postgres_client: PostgresClient, db_dsn: str
+    repository: ToolRegistrationRepository, db_dsn: str
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
-    for tool_id in ("gone", "stays"):
-        await register(repository, tool_id, writer)
+    tokens, writer = await writer_owning(repository, "gone", "stays")
     before = await heartbeats_seen_elsewhere(db_dsn, ["gone", "stays"])
     hb = coalescer(tokens, window=0.2)
     try:
@@ -276,11 +271,9 @@ async def test_a_cancelled_waiter_leaves_its_batch_intact(
 
 
 async def test_close_writes_what_is_pending_then_refuses(
-    repository: ToolRegistrationRepository, postgres_client: PostgresClient, db_dsn: str
+    repository: ToolRegistrationRepository, db_dsn: str
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
-    await register(repository, "t", writer)
+    tokens, writer = await writer_owning(repository, "t")
     before = await heartbeats_seen_elsewhere(db_dsn, ["t"])
     hb = coalescer(tokens, window=60.0)  # nothing but aclose() ends this window
     waiting = [asyncio.create_task(hb.submit((writer, "t"))) for _ in range(5)]
@@ -295,11 +288,9 @@ async def test_close_writes_what_is_pending_then_refuses(
 
 
 async def test_close_during_a_batch_writes_the_backlog_without_waiting_windows(
-    repository: ToolRegistrationRepository, postgres_client: PostgresClient
+    repository: ToolRegistrationRepository,
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
-    await register(repository, "t", writer)
+    tokens, writer = await writer_owning(repository, "t")
     gate = asyncio.Event()
     sizes: list[int] = []
 
@@ -353,8 +344,7 @@ def test_bad_parameters_are_refused(window: float, max_batch: int) -> None:
 async def test_liveness_sees_a_batched_heartbeat_as_it_sees_a_single_one(
     repository: ToolRegistrationRepository, postgres_client: PostgresClient
 ) -> None:
-    tokens = TokenService(postgres_client)
-    writer = await secret(postgres_client, Scope.WRITE)
+    tokens, writer = await writer_owning(repository, "single", "batched")
     reaper = Reaper(
         postgres_client,
         base_settings(ttl_seconds=2.0, pool_max_size=2),
@@ -362,7 +352,6 @@ async def test_liveness_sees_a_batched_heartbeat_as_it_sees_a_single_one(
     )
     long_ago = await db_now(postgres_client) - timedelta(seconds=60)
     for tool_id in ("single", "batched"):
-        await register(repository, tool_id, writer)
         assert await repository.update_heartbeat(tool_id, long_ago)
     went_stale, _ = await reaper.sweep()
     assert sorted(went_stale) == ["batched", "single"]
