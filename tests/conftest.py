@@ -1,4 +1,5 @@
-"""Fixtures: one PostgreSQL per test session, a migrated template, a fresh database per test.
+"""Fixtures: one PostgreSQL per test session, a migrated template, a fresh database per test
+(or per module), and a registry server per module.
 
 With ``DATABASE_URL`` set (CI's Debian PostgreSQL 15 run) the tests use that
 server; otherwise they start the embedded PostgreSQL in a temporary data dir.
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from omninode_bridge.embedded import start_embedded, stop_embedded
@@ -21,7 +23,9 @@ from omninode_bridge.migrations import runner
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
 from tests.support import (
+    Server,
     base_settings,
+    running_server,
     temporary_database,
     temporary_database_blocking,
     with_database,
@@ -69,6 +73,32 @@ async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
         yield dsn
 
 
+@pytest.fixture(scope="module")
+def module_db(server_dsn: str, template_db: str) -> Iterator[str]:
+    """A database at head for one test module (tests in it share it: see :func:`uid`)."""
+    with temporary_database_blocking(server_dsn, template=template_db) as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def server(module_db: str) -> Iterator[Server]:
+    """One registry server process for the module, on its database, default settings."""
+    with running_server(module_db) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique suffix for tool ids in a shared module database."""
+    return uuid.uuid4().hex[:10]
+
+
 @pytest.fixture
 async def empty_db_dsn(server_dsn: str) -> AsyncIterator[str]:
     """A fresh database with no schema at all."""
@@ -85,12 +115,8 @@ def test_settings() -> Settings:
 @pytest.fixture
 async def postgres_client(db_dsn: str, test_settings: Settings) -> AsyncIterator[PostgresClient]:
     """A connected client on this test's database."""
-    client = PostgresClient(test_settings, dsn=db_dsn)
-    await client.connect()
-    try:
+    async with PostgresClient(test_settings, dsn=db_dsn) as client:
         yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

@@ -36,12 +36,8 @@ async def etcd(etcd_binary: str) -> AsyncIterator[EtcdServer]:
 @pytest.fixture
 async def etcd_client(etcd: EtcdServer) -> AsyncIterator[aetcd.Client]:
     """A client of the test's etcd, for the test's own puts, leases and deletes."""
-    client = aetcd.Client(host="127.0.0.1", port=etcd.client_port, timeout=5)
-    await client.connect()
-    try:
+    async with aetcd.Client(host="127.0.0.1", port=etcd.client_port, timeout=5) as client:
         yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

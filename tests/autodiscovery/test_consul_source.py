@@ -20,7 +20,6 @@ import pytest
 from omninode_bridge.autodiscovery import ConsulSource, SourceUnavailableError
 from omninode_bridge.autodiscovery.consul import parse_address
 from omninode_bridge.errors import ConfigurationError
-from tests.api.conftest import module_db as module_db  # a fixture of this module
 from tests.support import (
     Server,
     bearer,

@@ -13,7 +13,7 @@ import pytest
 from selenium.webdriver import Chrome as WebDriver
 
 from tests.support import Server, start_server, stop_server
-from tests.ui.conftest import LIVE_ENV, Console, Registry
+from tests.ui.support import LIVE_ENV, Console, Registry
 
 pytestmark = pytest.mark.browser
 

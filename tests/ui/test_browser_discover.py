@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.conftest import Console, HealthEndpoints, Registry, eventually
+from tests.ui.support import Console, HealthEndpoints, Registry, eventually
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ import pytest
 from selenium.webdriver import Chrome as WebDriver
 
 from tests.support import free_port, start_server, stop_server
-from tests.ui.conftest import LIVE_ENV, Console, Registry
+from tests.ui.support import LIVE_ENV, Console, Registry
 
 pytestmark = pytest.mark.browser
 

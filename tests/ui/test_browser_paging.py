@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.conftest import Console, Registry
+from tests.ui.support import Console, Registry
 
 pytestmark = pytest.mark.browser
 

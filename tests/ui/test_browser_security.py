@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.support import Server
-from tests.ui.conftest import Console, Registry
+from tests.ui.support import Console, Registry
 
 pytestmark = pytest.mark.browser
 
@@ -89,7 +89,7 @@ def test_csp_is_sent_and_enforced(
 
 
 def test_docs_render_offline(console: Console, console_server: Server) -> None:
-    # Chromium here resolves no host name but 127.0.0.1 (see conftest): no CDN is reachable.
+    # Chromium here resolves no host name but 127.0.0.1 (see support.py): no CDN is reachable.
     console.open("/docs")
     console.wait(
         lambda: len(console.all(".opblock")) > 20, timeout=15, what="Swagger UI's operations"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.support.ui import Select
 
-from tests.ui.conftest import Console, HealthEndpoints, Registry, eventually
+from tests.ui.support import Console, HealthEndpoints, Registry, eventually
 
 pytestmark = pytest.mark.browser
 

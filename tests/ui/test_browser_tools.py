@@ -9,7 +9,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from tests.ui.conftest import Console, HealthEndpoints, Registry
+from tests.ui.support import Console, HealthEndpoints, Registry
 
 pytestmark = pytest.mark.browser
 

@@ -14,8 +14,8 @@ import pytest
 
 from omninode_bridge.api.routes.history import timeline
 from omninode_bridge.models import ChangeEvent, ChangeKind
-from tests.support import Server
-from tests.ui.conftest import Registry, eventually
+from tests.support import Server, start_server, stop_server
+from tests.ui.support import LIVE_ENV, Registry, eventually
 
 
 def _bearer(secret: str) -> dict[str, str]:
@@ -269,9 +269,6 @@ def test_templates_and_assets_ship_in_the_package() -> None:
 
 
 def test_docs_need_a_token_when_reads_do(module_db: str) -> None:
-    from tests.support import start_server, stop_server
-    from tests.ui.conftest import LIVE_ENV
-
     server = start_server(module_db, env={**LIVE_ENV, "TOOLREG_READS_REQUIRE_TOKEN": "true"})
     try:
         reader = asyncio.run(server.token("read"))

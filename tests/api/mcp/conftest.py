@@ -6,8 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api.conftest import module_db as module_db
-from tests.api.conftest import uid as uid
 from tests.api.mcp.helpers import ENV
 from tests.support import Server, running_server, temporary_database_blocking
 
