@@ -3,7 +3,8 @@
 One copy of each mechanism: the base test :func:`base_settings`, the registration
 builders (:func:`registration` for the repository, :func:`tool_body` and
 :func:`operation_body` for the REST API), temporary databases
-(:func:`temporary_database`, :func:`temporary_database_blocking`, :func:`admin`),
+(:func:`temporary_database`, :func:`temporary_database_blocking`, :func:`admin`), a
+connection of a test's own (:func:`connection`),
 and the ``toolreg serve`` launcher (:class:`Server`, :func:`start_server`,
 :func:`running_server`, :func:`stop_server`).
 """
@@ -234,13 +235,21 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def admin(server_dsn: str, sql: str) -> None:
-    """Run one statement (``CREATE DATABASE`` and the like) on its own connection."""
-    conn = await asyncpg.connect(server_dsn, timeout=30)
+@asynccontextmanager
+async def connection(dsn: str, *, timeout: float = 60) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to ``dsn`` (not a pool's: what another session sees, or an
+    administrator's), opened within ``timeout`` seconds and closed at the end."""
+    conn = await asyncpg.connect(dsn, timeout=timeout)
     try:
-        await conn.execute(sql)
+        yield conn
     finally:
         await conn.close()
+
+
+async def admin(server_dsn: str, sql: str) -> None:
+    """Run one statement (``CREATE DATABASE`` and the like) on its own connection."""
+    async with connection(server_dsn, timeout=30) as conn:
+        await conn.execute(sql)
 
 
 def _create_database(name: str, template: str | None) -> str:

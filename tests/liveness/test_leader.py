@@ -23,6 +23,7 @@ from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.settings import Settings
 from tests.liveness.health_server import HealthServer
 from tests.liveness.helpers import liveness_settings, register
+from tests.support import connection
 
 INTERVAL = 0.3
 
@@ -75,30 +76,24 @@ async def candidates(db_dsn: str) -> AsyncIterator[list[Candidate]]:
 
 
 async def lock_holders(dsn: str) -> list[int]:
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
+    async with connection(dsn, timeout=5) as conn:
         rows = await conn.fetch(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
             "AND ((classid::bigint << 32) | objid::bigint) = $1",
             LIVENESS_LOCK_KEY,
         )
-        return [r["pid"] for r in rows]
-    finally:
-        await conn.close()
+    return [r["pid"] for r in rows]
 
 
 async def lease_row(dsn: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
+    async with connection(dsn, timeout=5) as conn:
         row = await conn.fetchrow(
             "SELECT generation, holder_pid, expires_at > clock_timestamp() AS held "
             "FROM liveness_leases WHERE name = $1",
             LEASE_NAME,
         )
-        assert row is not None
-        return row
-    finally:
-        await conn.close()
+    assert row is not None
+    return row
 
 
 async def test_one_leader_and_takeover_when_it_stops(
@@ -133,11 +128,8 @@ async def test_a_leader_whose_session_is_killed_steps_down(
     fence = leader.election.fence
     assert fence is not None
     pid = (await lease_row(db_dsn))["holder_pid"]
-    admin = await asyncpg.connect(db_dsn, timeout=5)
-    try:
+    async with connection(db_dsn, timeout=5) as admin:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
     await wait_for(lambda: leader.cancelled == 1, 5, "the old leader to stop its work")
     await wait_for(
         lambda: any(c.election.is_leader for c in candidates), 5, "a new leadership term"

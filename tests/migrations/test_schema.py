@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from omninode_bridge.migrations import HEAD_REVISION, runner
-from tests.support import REPO_ROOT, clean_env, run_cli
+from tests.support import REPO_ROOT, clean_env, connection, run_cli
 
 EXPECTED_COLUMNS = {
     # name: (data_type, max_length, nullable, default contains)
@@ -52,11 +52,8 @@ async def _indexes(conn: asyncpg.Connection) -> dict[str, str]:
 
 
 async def test_columns_match_the_guide(db_dsn: str) -> None:
-    conn = await asyncpg.connect(db_dsn)
-    try:
+    async with connection(db_dsn) as conn:
         columns = await _columns(conn)
-    finally:
-        await conn.close()
     assert set(columns) == set(EXPECTED_COLUMNS)
     for name, (data_type, length, nullable, default) in EXPECTED_COLUMNS.items():
         got_type, got_length, got_nullable, got_default = columns[name]
@@ -68,11 +65,8 @@ async def test_columns_match_the_guide(db_dsn: str) -> None:
 
 
 async def test_indexes_match_the_guide(db_dsn: str) -> None:
-    conn = await asyncpg.connect(db_dsn)
-    try:
+    async with connection(db_dsn) as conn:
         indexes = await _indexes(conn)
-    finally:
-        await conn.close()
     assert set(indexes) == set(EXPECTED_INDEXES)
     for name, suffix in EXPECTED_INDEXES.items():
         assert indexes[name].endswith(f"USING {suffix}"), indexes[name]
@@ -80,8 +74,7 @@ async def test_indexes_match_the_guide(db_dsn: str) -> None:
 
 
 async def test_check_constraint_rejects_unknown_node_type(db_dsn: str) -> None:
-    conn = await asyncpg.connect(db_dsn)
-    try:
+    async with connection(db_dsn) as conn:
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute(
                 "INSERT INTO tool_registrations (tool_id, node_type) VALUES ('x', 'gateway')"
@@ -97,8 +90,6 @@ async def test_check_constraint_rejects_unknown_node_type(db_dsn: str) -> None:
             await conn.execute(
                 "INSERT INTO tool_registrations (tool_id, node_type) VALUES ('y', 'compute')"
             )
-    finally:
-        await conn.close()
 
 
 async def test_upgrade_downgrade_upgrade_cycle(empty_db_dsn: str) -> None:
@@ -107,11 +98,8 @@ async def test_upgrade_downgrade_upgrade_cycle(empty_db_dsn: str) -> None:
     assert await runner.current_revision(empty_db_dsn) == HEAD_REVISION
     await runner.downgrade(empty_db_dsn, "base")
     assert await runner.current_revision(empty_db_dsn) is None
-    conn = await asyncpg.connect(empty_db_dsn)
-    try:
+    async with connection(empty_db_dsn) as conn:
         assert await conn.fetchval("SELECT to_regclass('tool_registrations')") is None
-    finally:
-        await conn.close()
     await runner.upgrade(empty_db_dsn)
     assert await runner.current_revision(empty_db_dsn) == HEAD_REVISION
 
@@ -140,12 +128,9 @@ async def test_two_processes_migrating_at_once(empty_db_dsn: str) -> None:
         assert proc.returncode == 0, err.decode()
         assert HEAD_REVISION in out.decode()
     assert await runner.current_revision(empty_db_dsn) == HEAD_REVISION
-    conn = await asyncpg.connect(empty_db_dsn)
-    try:
+    async with connection(empty_db_dsn) as conn:
         assert await conn.fetchval("SELECT count(*) FROM alembic_version") == 1
         assert len(await _indexes(conn)) == len(EXPECTED_INDEXES)
-    finally:
-        await conn.close()
 
 
 def run_cli_args(*args: str) -> list[str]:

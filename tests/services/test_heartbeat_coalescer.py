@@ -18,7 +18,7 @@ from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.heartbeat_coalescer import HeartbeatCoalescer
 from omninode_bridge.services.tokens import Scope, TokenService
-from tests.support import base_settings
+from tests.support import base_settings, connection
 
 Request = tuple[str, str]
 
@@ -36,14 +36,11 @@ async def register(repo: ToolRegistrationRepository, tool_id: str, secret: str |
 
 async def heartbeats_seen_elsewhere(dsn: str, tool_ids: Sequence[str]) -> dict[str, datetime]:
     """last_heartbeat of these tools, read on a connection of its own (not the pool's)."""
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connection(dsn) as conn:
         rows = await conn.fetch(
             "SELECT tool_id, last_heartbeat FROM tool_registrations WHERE tool_id = ANY($1)",
             list(tool_ids),
         )
-    finally:
-        await conn.close()
     return {row["tool_id"]: row["last_heartbeat"] for row in rows}
 
 
