@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -140,61 +141,63 @@ async def test_a_stale_tool_is_never_chosen(
     assert old.requests == []
 
 
-async def test_a_tool_killed_mid_run_never_fails_a_call(
+@pytest.fixture
+async def victim_and_survivor(
     repository: ToolRegistrationRepository, service: ToolDiscoveryService
-) -> None:
+) -> AsyncIterator[tuple[ToolProcess, ToolProcess]]:
+    """Two tool processes offering ``stamp``, registered and routable; both killed after."""
     victim, survivor = ToolProcess("victim"), ToolProcess("survivor")
     try:
         await register(repository, "victim", victim.url())
         await register(repository, "survivor", survivor.url())
         await routable(service, 2)
-        answered: list[str] = []
-        for n in range(200):
-            if n == 60:
-                victim.kill()  # its pooled keep-alive connections die with it
-            answered.append((await service.route_request("stamp", {"n": n}))["tool"])
-        assert "victim" in answered[:60]
-        assert set(answered[60:]) == {"survivor"}
-        assert service.metrics.ejections >= 1
+        yield victim, survivor
     finally:
         victim.kill()
         survivor.kill()
+
+
+async def test_a_tool_killed_mid_run_never_fails_a_call(
+    service: ToolDiscoveryService, victim_and_survivor: tuple[ToolProcess, ToolProcess]
+) -> None:
+    victim, _ = victim_and_survivor
+    answered: list[str] = []
+    for n in range(200):
+        if n == 60:
+            victim.kill()  # its pooled keep-alive connections die with it
+        answered.append((await service.route_request("stamp", {"n": n}))["tool"])
+    assert "victim" in answered[:60]
+    assert set(answered[60:]) == {"survivor"}
+    assert service.metrics.ejections >= 1
 
 
 async def test_concurrent_idempotent_calls_survive_a_kill_at_any_moment(
-    repository: ToolRegistrationRepository, service: ToolDiscoveryService
+    service: ToolDiscoveryService, victim_and_survivor: tuple[ToolProcess, ToolProcess]
 ) -> None:
-    victim, survivor = ToolProcess("victim"), ToolProcess("survivor")
-    try:
-        await register(repository, "victim", victim.url())
-        await register(repository, "survivor", survivor.url())
-        await routable(service, 2)
-        answered: list[str] = []
-        killed_after: list[int] = []
-        warmed_up = asyncio.Event()
+    victim, _ = victim_and_survivor
+    answered: list[str] = []
+    killed_after: list[int] = []
+    warmed_up = asyncio.Event()
 
-        async def worker() -> None:
-            for n in range(80):
-                result = await service.route_request("stamp", {"n": n}, idempotent=True)
-                answered.append(result["tool"])
-                if len(answered) >= 60:
-                    warmed_up.set()
+    async def worker() -> None:
+        for n in range(80):
+            result = await service.route_request("stamp", {"n": n}, idempotent=True)
+            answered.append(result["tool"])
+            if len(answered) >= 60:
+                warmed_up.set()
 
-        async def killer() -> None:
-            await warmed_up.wait()
-            await asyncio.sleep(random.uniform(0, 0.05))  # a random moment mid-run
-            killed_after.append(len(answered))
-            victim.kill()
-
-        async with asyncio.timeout(60):
-            await asyncio.gather(*(worker() for _ in range(6)), killer())
-        assert len(answered) == 480
-        assert 0 < killed_after[0] < 480, "the kill did not happen mid-run"
-        assert "victim" in answered[: killed_after[0]]
-        assert service.metrics.call_failures == 0
-    finally:
+    async def killer() -> None:
+        await warmed_up.wait()
+        await asyncio.sleep(random.uniform(0, 0.05))  # a random moment mid-run
+        killed_after.append(len(answered))
         victim.kill()
-        survivor.kill()
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(worker() for _ in range(6)), killer())
+    assert len(answered) == 480
+    assert 0 < killed_after[0] < 480, "the kill did not happen mid-run"
+    assert "victim" in answered[: killed_after[0]]
+    assert service.metrics.call_failures == 0
 
 
 @pytest.mark.parametrize("idempotent", [False, True])
