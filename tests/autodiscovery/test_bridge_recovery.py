@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aetcd
 
-from omninode_bridge.autodiscovery import BridgeMetrics
+from omninode_bridge.autodiscovery import BridgeMetrics, DiscoveryBridge
 from omninode_bridge.models import ChangeKind
 from omninode_bridge.services import ToolRegistrationRepository
 from tests.autodiscovery.etcd_server import EtcdServer
@@ -32,18 +33,27 @@ async def _changes_while_away(client: aetcd.Client, prefix: str) -> None:
     await client.delete(f"{prefix}b".encode())
 
 
-async def _announce_abc(client: aetcd.Client, prefix: str) -> None:
+async def _following_abc(
+    bridges: Bridges,
+    client: aetcd.Client,
+    repository: ToolRegistrationRepository,
+    **options: Any,
+) -> tuple[DiscoveryBridge, BridgeMetrics]:
+    """A new bridge (``options`` as :meth:`Bridges.make`'s) and its metrics, once it has
+    registered a, b and c, put in etcd on a 60 s lease."""
+    metrics = BridgeMetrics()
+    bridge = await bridges.run(metrics=metrics, **options)
     lease = await client.lease(60)
     for tool_id in "abc":
-        await client.put(f"{prefix}{tool_id}".encode(), registration_value(tool_id), lease)
+        await client.put(f"{bridges.prefix}{tool_id}".encode(), registration_value(tool_id), lease)
+    await _until_ids(repository, {"a", "b", "c"})
+    return bridge, metrics
 
 
 async def test_a_new_bridge_reconciles_what_changed_while_none_ran(
     bridges: Bridges, etcd_client: aetcd.Client, repository: ToolRegistrationRepository
 ) -> None:
-    first = await bridges.run()
-    await _announce_abc(etcd_client, bridges.prefix)
-    await _until_ids(repository, {"a", "b", "c"})
+    first, _ = await _following_abc(bridges, etcd_client, repository)
     ids = await _ids(repository)
     await bridges.stop(first)
     await _changes_while_away(etcd_client, bridges.prefix)
@@ -71,10 +81,7 @@ async def test_a_new_bridge_reconciles_what_changed_while_none_ran(
 async def test_a_resumed_bridge_replays_from_its_last_revision(
     bridges: Bridges, etcd_client: aetcd.Client, repository: ToolRegistrationRepository
 ) -> None:
-    metrics = BridgeMetrics()
-    bridge = await bridges.run(metrics=metrics)
-    await _announce_abc(etcd_client, bridges.prefix)
-    await _until_ids(repository, {"a", "b", "c"})
+    bridge, metrics = await _following_abc(bridges, etcd_client, repository)
     await bridges.stop(bridge)
     await _changes_while_away(etcd_client, bridges.prefix)
 
@@ -91,10 +98,7 @@ async def test_a_resumed_bridge_replays_from_its_last_revision(
 async def test_compaction_past_the_bridge_revision_triggers_a_correct_resync(
     bridges: Bridges, etcd_client: aetcd.Client, repository: ToolRegistrationRepository
 ) -> None:
-    metrics = BridgeMetrics()
-    bridge = await bridges.run(metrics=metrics)
-    await _announce_abc(etcd_client, bridges.prefix)
-    await _until_ids(repository, {"a", "b", "c"})
+    bridge, metrics = await _following_abc(bridges, etcd_client, repository)
     ids = await _ids(repository)
     behind = bridge.revision
     await bridges.stop(bridge)
@@ -133,10 +137,7 @@ async def test_an_etcd_outage_removes_nothing_and_later_changes_apply(
     etcd_client: aetcd.Client,
     repository: ToolRegistrationRepository,
 ) -> None:
-    metrics = BridgeMetrics()
-    await bridges.run(metrics=metrics, refresh_interval=0.2)
-    await _announce_abc(etcd_client, bridges.prefix)
-    await _until_ids(repository, {"a", "b", "c"})
+    _, metrics = await _following_abc(bridges, etcd_client, repository, refresh_interval=0.2)
     before = await repository.list_all_registrations()
     label = {"source": f"etcd:{bridges.prefix}"}
 
