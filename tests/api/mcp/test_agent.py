@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from tests.api.mcp.helpers import register, routable
-from tests.services.discovery.tool_server import serve_connection
+from tests.services.discovery.tool_server import serve
 from tests.support import REPO_ROOT, Server, clean_env
 
 AGENT = Path(__file__).with_name("agent.py")
@@ -36,13 +36,7 @@ async def hash_tool() -> AsyncIterator[tuple[str, list[object]]]:
         digest = hashlib.sha256(content.encode()).hexdigest()
         return 200, "application/json", orjson.dumps({"algorithm": "sha256", "sha256": digest})
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await serve_connection(reader, writer, answer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await serve(answer)
     port = server.sockets[0].getsockname()[1]
     async with server:
         yield f"http://127.0.0.1:{port}/hash", received

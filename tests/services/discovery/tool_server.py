@@ -181,6 +181,19 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+async def serve(answer: Any) -> asyncio.Server:
+    """A server on a free port of 127.0.0.1 that serves every connection with
+    :func:`serve_connection` and ``answer``, then closes it; not yet closed itself."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await serve_connection(reader, writer, answer)
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
 async def serve_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -262,13 +275,7 @@ async def _main(name: str) -> None:
         payload = orjson.dumps({"tool": name, "path": path, "received": received})
         return 200, "application/json", payload
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await serve_connection(reader, writer, answer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await serve(answer)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
