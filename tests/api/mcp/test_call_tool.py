@@ -4,6 +4,9 @@ retried (and retried when idempotent), no routable tool, a timeout, and the toke
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 
 from tests.api.mcp.helpers import failed, mcp_client, ok, refused, register, routable
@@ -13,6 +16,18 @@ from tests.support import Server, free_port, operation_body
 MODES = ["auto", "legacy"]
 
 
+@asynccontextmanager
+async def _one_tool(
+    registry: Server, token: str, operation: str, name: str, path: str
+) -> AsyncIterator[ToolServer]:
+    """A tool ``name`` answering at ``path``, registered as the one tool of ``operation``
+    and routable."""
+    async with ToolServer(name) as tool:
+        await register(registry, token, operation_body(f"{operation}-1", operation, tool.url(path)))
+        await routable(registry, operation, 1)
+        yield tool
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_call_tool_answers_what_the_tool_answered(
     registry: Server, uid: str, mode: str
@@ -20,9 +35,7 @@ async def test_call_tool_answers_what_the_tool_answered(
     token = await registry.token("write")
     admin = await registry.token("admin")
     op = f"call-{uid}"
-    async with ToolServer("stamper") as stamper:
-        await register(registry, token, operation_body(f"{op}-1", op, stamper.url("/stamp")))
-        await routable(registry, op, 1)
+    async with _one_tool(registry, token, op, "stamper", "/stamp") as stamper:
         for secret in (token, admin):
             async with mcp_client(registry, secret, mode=mode) as client:
                 payload = {"text": "héllo", "nested": {"n": [1, 2]}}
@@ -124,9 +137,9 @@ async def test_no_routable_tool_is_an_error_with_the_explanation(
 ) -> None:
     token = await registry.token("write")
     op = f"nowhere-{uid}"
-    bare = operation_body(f"{op}-bare", op, "http://h:1/x")
-    bare["endpoints"] = {}
-    await register(registry, token, bare)
+    await register(
+        registry, token, {**operation_body(f"{op}-bare", op, "http://h:1/x"), "endpoints": {}}
+    )
     async with mcp_client(registry, token, mode=mode) as client:
         nobody = failed(
             await client.call_tool("call_tool", {"operation": f"none-{uid}", "payload": {}})
@@ -151,9 +164,7 @@ async def test_call_tool_needs_a_write_or_admin_token(
     token = await registry.token("write")
     reader = await registry.token("read")
     op = f"guarded-{uid}"
-    async with ToolServer("guarded") as guarded:
-        await register(registry, token, operation_body(f"{op}-1", op, guarded.url("/g")))
-        await routable(registry, op, 1)
+    async with _one_tool(registry, token, op, "guarded", "/g") as guarded:
         arguments = {"operation": op, "payload": {"x": 1}}
         async with mcp_client(registry, mode=mode) as anonymous:
             denied = failed(await anonymous.call_tool("call_tool", arguments))

@@ -182,9 +182,7 @@ async def test_discover_names_the_tool_and_explains_the_others(
     token = await registry.token("write")
     op = f"disc-{uid}"
     await register(registry, token, _tool(f"{op}-live", op))
-    no_endpoint = _tool(f"{op}-bare", op)
-    no_endpoint["endpoints"] = {}
-    await register(registry, token, no_endpoint)
+    await register(registry, token, {**_tool(f"{op}-bare", op), "endpoints": {}})
     await routable(registry, op, 1)
     async with mcp_client(registry, mode=mode) as client:
         found = ok(await client.call_tool("discover", {"operation": op}))
