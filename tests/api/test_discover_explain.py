@@ -11,7 +11,7 @@ import pytest
 
 from omninode_bridge.client import RegistryClient
 from omninode_bridge.errors import NoRoutableToolError
-from tests.support import Server, bearer, free_port, running_server
+from tests.support import Server, bearer, free_port, operation_body, running_server
 
 ENV = {
     "TOOLREG_TTL_SECONDS": "1.5",
@@ -29,13 +29,9 @@ def explaining(module_db: str) -> Iterator[Server]:
 
 
 def _tool(tool_id: str, operation: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "tool_id": tool_id,
-        "node_type": "effect",
-        "capabilities": {"operations": [operation]},
-        "endpoints": {operation: f"http://127.0.0.1:{free_port()}/{operation}"},
-        **extra,
-    }
+    """An effect offering ``operation`` on a loopback port where nothing listens."""
+    url = f"http://127.0.0.1:{free_port()}/{operation}"
+    return operation_body(tool_id, operation, url) | extra
 
 
 async def _reasons(http: httpx.AsyncClient, operation: str) -> dict[str, Any]:
