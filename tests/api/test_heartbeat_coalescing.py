@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -18,6 +17,7 @@ from tests.support import (
     Server,
     assert_problem,
     bearer,
+    connection,
     running_server,
     start_server,
     stop_server,
@@ -49,24 +49,26 @@ async def register(server: Server, secret: str, *tool_ids: str) -> None:
 
 async def seen_elsewhere(dsn: str, tool_ids: list[str]) -> dict[str, datetime]:
     """last_heartbeat as another connection sees it."""
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connection(dsn) as conn:
         rows = await conn.fetch(
             "SELECT tool_id, last_heartbeat FROM tool_registrations WHERE tool_id = ANY($1)",
             tool_ids,
         )
-    finally:
-        await conn.close()
     return {row["tool_id"]: row["last_heartbeat"] for row in rows}
 
 
 async def db_now(dsn: str) -> datetime:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connection(dsn) as conn:
         value: datetime = await conn.fetchval("SELECT clock_timestamp()")
-    finally:
-        await conn.close()
     return value
+
+
+async def registered(server: Server, *tool_ids: str) -> tuple[str, datetime]:
+    """A new write token's secret that has registered ``tool_ids``, and the database's clock
+    just after: a later heartbeat of theirs is later than that."""
+    writer = await server.token("write")
+    await register(server, writer, *tool_ids)
+    return writer, await db_now(server.dsn)
 
 
 def heartbeats_counted(metrics: str) -> float:
@@ -76,10 +78,8 @@ def heartbeats_counted(metrics: str) -> float:
 
 
 async def test_every_204_is_durable_when_it_arrives(batched: Server, uid: str) -> None:
-    writer = await batched.token("write")
     ids = [f"dur-{uid}-{i}" for i in range(60)]
-    await register(batched, writer, *ids)
-    start = await db_now(batched.dsn)
+    writer, start = await registered(batched, *ids)
     limits = httpx.Limits(max_connections=len(ids))
     async with httpx.AsyncClient(base_url=batched.base_url, timeout=30, limits=limits) as http:
         counted = heartbeats_counted((await http.get("/metrics")).text)
@@ -104,10 +104,8 @@ async def test_every_204_is_durable_when_it_arrives(batched: Server, uid: str) -
 
 
 async def test_many_clients_on_one_tool_all_land(batched: Server, uid: str) -> None:
-    writer = await batched.token("write")
     tool_id = f"same-{uid}"
-    await register(batched, writer, tool_id)
-    start = await db_now(batched.dsn)
+    writer, start = await registered(batched, tool_id)
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=batched.base_url, timeout=30, limits=limits) as http:
         responses = await asyncio.gather(
@@ -178,8 +176,7 @@ async def test_a_heartbeat_moving_backwards_is_rewound_as_on_the_single_path(
     writer = await batched.token("write")
     tool_id = f"ahead-{uid}"
     await register(batched, writer, tool_id)
-    conn = await asyncpg.connect(batched.dsn)
-    try:
+    async with connection(batched.dsn) as conn:
         await conn.execute(
             "UPDATE tool_registrations SET last_heartbeat = now() + interval '30 seconds' "
             "WHERE tool_id = $1",
@@ -194,8 +191,6 @@ async def test_a_heartbeat_moving_backwards_is_rewound_as_on_the_single_path(
             "WHERE r.tool_id = $1",
             tool_id,
         )
-    finally:
-        await conn.close()
     assert row is not None and row["back"] and row["recorded"]
 
 
@@ -218,16 +213,13 @@ async def test_backends_killed_under_load_give_503_then_it_recovers(
                 statuses.append(response.status_code)
 
         clients = [asyncio.create_task(client(tool_id)) for tool_id in ids]
-        admin = await asyncpg.connect(batched.dsn)
-        try:
+        async with connection(batched.dsn) as admin:
             for _ in range(5):  # the server's connections die under it, again and again
                 await asyncio.sleep(0.2)
                 await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-        finally:
-            await admin.close()
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*clients), 60)  # nobody hangs
@@ -258,10 +250,8 @@ async def test_heartbeats_pending_at_shutdown_are_written_and_answered(
     # A wide window: the requests are still waiting in it when SIGTERM arrives.
     server = start_server(module_db, env={"TOOLREG_HEARTBEAT_BATCH_WINDOW_MS": "500"})
     try:
-        writer = await server.token("write")
         ids = [f"down-{uid}-{i}" for i in range(20)]
-        await register(server, writer, *ids)
-        start = await db_now(server.dsn)
+        writer, start = await registered(server, *ids)
         limits = httpx.Limits(max_connections=len(ids))
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30, limits=limits) as http:
             beats = [
@@ -290,13 +280,10 @@ async def _revoked_elsewhere_then_beat(server: Server, label: str) -> httpx.Resp
     await register(server, secret, tool_id)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         assert (await http.get("/v1/tokens/me", headers=bearer(secret))).status_code == 200
-        conn = await asyncpg.connect(server.dsn)
-        try:
+        async with connection(server.dsn) as conn:
             await conn.execute(
                 "UPDATE registry_tokens SET revoked_at = now() WHERE name = $1", name
             )
-        finally:
-            await conn.close()
         return await http.post(f"/v1/tools/{tool_id}/heartbeat", headers=bearer(secret))
 
 
