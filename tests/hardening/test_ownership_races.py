@@ -8,6 +8,8 @@ involves an owner checks it in the same statement as the write.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,6 +21,20 @@ PAIRS = 40
 
 async def _tokens(server: Server) -> tuple[dict[str, str], dict[str, str]]:
     return bearer(await server.token("write")), bearer(await server.token("write"))
+
+
+@asynccontextmanager
+async def _racers(
+    server: Server,
+) -> AsyncIterator[tuple[dict[str, dict[str, str]], httpx.AsyncClient, httpx.AsyncClient]]:
+    """The headers of two write tokens, ``"a"`` and ``"b"``, and two clients of their own
+    (separate connections) to race with."""
+    tokens = dict(zip("ab", await _tokens(server), strict=True))
+    async with (
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as one,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as two,
+    ):
+        yield tokens, one, two
 
 
 def _by(tool_id: str, who: str) -> dict[str, Any]:
@@ -41,11 +57,7 @@ async def _settle(http: httpx.AsyncClient, tool_id: str, results: dict[str, http
 async def test_put_racing_put_on_a_new_id_has_one_winner_who_owns_it(
     server: Server, uid: str
 ) -> None:
-    tokens = dict(zip("ab", await _tokens(server), strict=True))
-    async with (
-        httpx.AsyncClient(base_url=server.base_url, timeout=30) as one,
-        httpx.AsyncClient(base_url=server.base_url, timeout=30) as two,
-    ):
+    async with _racers(server) as (tokens, one, two):
         ids = [f"race-put-{uid}-{i}" for i in range(PAIRS)]
         responses = await asyncio.gather(
             *(
@@ -70,11 +82,7 @@ async def test_put_racing_put_on_a_new_id_has_one_winner_who_owns_it(
 
 
 async def test_post_racing_put_on_a_new_id_has_one_winner(server: Server, uid: str) -> None:
-    tokens = dict(zip("ab", await _tokens(server), strict=True))
-    async with (
-        httpx.AsyncClient(base_url=server.base_url, timeout=30) as one,
-        httpx.AsyncClient(base_url=server.base_url, timeout=30) as two,
-    ):
+    async with _racers(server) as (tokens, one, two):
         ids = [f"race-post-{uid}-{i}" for i in range(PAIRS)]
         responses = await asyncio.gather(
             *(
