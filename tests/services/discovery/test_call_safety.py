@@ -31,6 +31,12 @@ async def routable(service: ToolDiscoveryService, count: int) -> None:
     await until(service, enough, 2.0)
 
 
+def capped(repository: ToolRegistrationRepository) -> ToolDiscoveryService:
+    """A service that refuses answers over ``CAP`` bytes, to start with ``async with`` (the
+    tests check what the tools saw once it has closed its connections)."""
+    return ToolDiscoveryService(repository, discovery_settings(max_response_bytes=CAP), tuning=FAST)
+
+
 async def two_tools(
     repository: ToolRegistrationRepository,
     service: ToolDiscoveryService,
@@ -112,8 +118,7 @@ async def test_an_idempotent_call_moves_on_after_such_a_reset(
 async def test_an_answer_past_the_cap_is_refused_without_reading_it(
     repository: ToolRegistrationRepository, http_tool: ToolFactory, chunked: bool
 ) -> None:
-    settings = discovery_settings(max_response_bytes=CAP)
-    async with ToolDiscoveryService(repository, settings, tuning=FAST) as service:
+    async with capped(repository) as service:
         big = Reply(big=BIG, chunked=chunked)
         a, b = await two_tools(repository, service, http_tool, big, big)
         with pytest.raises(ToolResponseTooLargeError) as info:
@@ -142,8 +147,7 @@ async def test_an_answer_past_the_cap_is_refused_without_reading_it(
 async def test_an_answer_at_the_cap_is_read(
     repository: ToolRegistrationRepository, http_tool: ToolFactory
 ) -> None:
-    settings = discovery_settings(max_response_bytes=CAP)
-    async with ToolDiscoveryService(repository, settings, tuning=FAST) as service:
+    async with capped(repository) as service:
         a, b = await two_tools(
             repository, service, http_tool, Reply(big=CAP, chunked=True), Reply(big=CAP)
         )
@@ -156,8 +160,7 @@ async def test_an_answer_at_the_cap_is_read(
 async def test_a_huge_5xx_is_not_read_and_still_moves_an_idempotent_call_on(
     repository: ToolRegistrationRepository, http_tool: ToolFactory
 ) -> None:
-    settings = discovery_settings(max_response_bytes=CAP)
-    async with ToolDiscoveryService(repository, settings, tuning=FAST) as service:
+    async with capped(repository) as service:
         broken, fine = await two_tools(
             repository, service, http_tool, Reply(status=503, big=BIG), Reply()
         )
