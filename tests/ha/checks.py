@@ -17,7 +17,14 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.ha.load import SseFollower, ToolHistory, WriterLoad, discover_op, feed_position
+from tests.ha.load import (
+    Background,
+    SseFollower,
+    ToolHistory,
+    WriterLoad,
+    discover_op,
+    feed_position,
+)
 from tests.support import (
     LEADER_ELECTED,
     LEADER_STEPPED_DOWN,
@@ -317,24 +324,16 @@ class Sample:
     gauges: dict[str, float]
 
 
-class OutageMonitor:
+class OutageMonitor(Background):
     """Polls every replica's ``/ready``, ``/metrics`` and the discovery of ``anchor``."""
+
+    name = "outage-monitor"
 
     def __init__(self, urls: list[str], anchor: str, every: float = 0.2) -> None:
         self.urls = urls
         self.anchor = anchor
         self.every = every
         self.samples: list[Sample] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outage-monitor")
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=3) as http:

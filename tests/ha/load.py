@@ -25,7 +25,15 @@ from typing import Any
 import httpx
 import orjson
 
-__all__ = ["Op", "SseFollower", "ToolHistory", "WriterLoad", "discover_op", "registration"]
+__all__ = [
+    "Background",
+    "Op",
+    "SseFollower",
+    "ToolHistory",
+    "WriterLoad",
+    "discover_op",
+    "registration",
+]
 
 _STEPS = ("created", "updated", "heartbeat", "updated", "heartbeat", "deleted")
 
@@ -170,12 +178,34 @@ class FeedEvent:
     received: float
 
 
-class SseFollower:
+class Background:
+    """A loop, :meth:`_run`, run as a task named :attr:`name` from :meth:`start` until
+    :meth:`stop` cancels it."""
+
+    name = "background"
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SseFollower(Background):
     """Follows ``/v1/changes`` from ``cursor``, reconnecting with ``Last-Event-ID``.
 
     Each reconnect goes to the next replica, as a client behind a load balancer
     would, so the cursor of one replica is resumed on another.
     """
+
+    name = "sse-follower"
 
     def __init__(self, urls: list[str], cursor: str, token: str) -> None:
         self.urls = urls
@@ -184,17 +214,7 @@ class SseFollower:
         self.events: list[FeedEvent] = []
         self.streams = 0  # streams opened
         self.refused = 0  # connections answered with something else than a stream
-        self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sse-follower")
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self) -> None:
         timeout = httpx.Timeout(5, read=30)
