@@ -180,6 +180,12 @@ class HaCluster:
                 return node
         return None
 
+    async def the_primary(self) -> Node:
+        """:meth:`primary`, which the test needs there to be (AssertionError if there is none)."""
+        node = await self.primary()
+        assert node is not None, "the cluster has no primary"
+        return node
+
     async def wait_healthy(self, timeout: float = 120) -> Node:
         """Wait until every node runs, one is primary and another its synchronous standby."""
         deadline = time.monotonic() + timeout

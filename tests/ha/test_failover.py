@@ -12,7 +12,9 @@ elected once).
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 
 from omninode_bridge.liveness import LEASE_NAME
@@ -22,6 +24,7 @@ from tests.ha.checks import check_one_leader
 from tests.ha.cluster import HaCluster
 from tests.ha.scenario import Phase, lease_generation, run_phase
 from tests.liveness.servers import ServerProcess
+from tests.support import connection
 
 pytestmark = pytest.mark.ha
 
@@ -45,18 +48,28 @@ def report(phase: Phase) -> str:
     )
 
 
-def assert_clean(phase: Phase) -> None:
+async def clean_phase(
+    name: str,
+    cluster: HaCluster,
+    replicas: list[ServerProcess],
+    token: str,
+    fault: Callable[[], Awaitable[object]],
+    **options: Any,
+) -> Phase:
+    """:func:`run_phase` on ``cluster`` through ``replicas`` (``options`` as its own),
+    printed, and asserted free of problems."""
+    urls = [r.base_url for r in replicas]
+    logs = [r.log for r in replicas]
+    phase = await run_phase(name, cluster.dsn, urls, logs, token, fault, **options)
     print(report(phase))
     assert phase.all_problems() == [], report(phase)
+    return phase
 
 
 async def assert_fenced_out(dsn: str, generation: int) -> None:
     """A write of a leader of ``generation`` takes no effect on the current primary."""
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
+    async with connection(dsn, timeout=10) as conn:
         row = await conn.fetchrow(LIVENESS_SQL["mark_stale"], 300.0, generation, LEASE_NAME)
-    finally:
-        await conn.close()
     with pytest.raises(LeadershipLostError):
         fenced_ids(row, "a pass of the deposed leader")
 
@@ -88,9 +101,7 @@ async def test_primary_lost_fails_over_then_the_old_primary_rejoins(
 ) -> None:
     cluster = healthy
     urls = [r.base_url for r in replicas]
-    logs = [r.log for r in replicas]
-    old = await cluster.primary()
-    assert old is not None
+    old = await cluster.the_primary()
     timeline = await cluster.timeline(old)
     assert await check_one_leader(urls, timeout=10) == []
     generation = await lease_generation(cluster.dsn)  # the leader's, on the old primary
@@ -98,11 +109,10 @@ async def test_primary_lost_fails_over_then_the_old_primary_rejoins(
     async def lose_the_primary() -> None:
         cluster.kill_node(old)
 
-    lost = await run_phase("loss", cluster.dsn, urls, logs, token, lose_the_primary)
-    assert_clean(lost)
+    lost = await clean_phase("loss", cluster, replicas, token, lose_the_primary)
     assert_outage_reported(lost)
-    new = await cluster.primary()
-    assert new is not None and new != old
+    new = await cluster.the_primary()
+    assert new != old
     assert (await cluster.timeline(new) or 0) > (timeline or 0)
     assert lost.unavailable is not None and lost.unavailable < NODE_LOSS_UNAVAILABLE_MAX
     assert lost.convergence < CONVERGENCE_MAX
@@ -117,8 +127,7 @@ async def test_primary_lost_fails_over_then_the_old_primary_rejoins(
     async def caught_up() -> None:
         await cluster.wait_healthy()  # pg_rewind, streaming, then the synchronous standby
 
-    rejoined = await run_phase("rejoin", cluster.dsn, urls, logs, token, rejoin, recover=caught_up)
-    assert_clean(rejoined)
+    await clean_phase("rejoin", cluster, replicas, token, rejoin, recover=caught_up)
     assert await cluster.primary() == new
     member = await cluster.member(old)
     assert member is not None and member["role"] == "replica"
@@ -128,22 +137,13 @@ async def test_switchover_under_load(
     healthy: HaCluster, replicas: list[ServerProcess], token: str
 ) -> None:
     cluster = healthy
-    leader = await cluster.primary()
-    assert leader is not None
+    leader = await cluster.the_primary()
     (candidate,) = [n for n in cluster.nodes if n != leader]
 
     async def switchover() -> None:
         await cluster.switchover(leader, candidate)
 
-    phase = await run_phase(
-        "switch",
-        cluster.dsn,
-        [r.base_url for r in replicas],
-        [r.log for r in replicas],
-        token,
-        switchover,
-    )
-    assert_clean(phase)
+    phase = await clean_phase("switch", cluster, replicas, token, switchover)
     assert await cluster.primary() == candidate
     assert phase.unavailable is None or phase.unavailable < SWITCHOVER_UNAVAILABLE_MAX
     assert phase.convergence < CONVERGENCE_MAX
@@ -154,22 +154,13 @@ async def test_postmaster_sigkill_restarts_in_place(
     healthy: HaCluster, replicas: list[ServerProcess], token: str
 ) -> None:
     cluster = healthy
-    primary = await cluster.primary()
-    assert primary is not None
+    primary = await cluster.the_primary()
     killed: list[int] = []
 
     async def kill_the_postmaster() -> None:
         killed.append(cluster.kill_postmaster(primary))
 
-    phase = await run_phase(
-        "crash",
-        cluster.dsn,
-        [r.base_url for r in replicas],
-        [r.log for r in replicas],
-        token,
-        kill_the_postmaster,
-    )
-    assert_clean(phase)
+    phase = await clean_phase("crash", cluster, replicas, token, kill_the_postmaster)
     assert_outage_reported(phase)
     # Patroni restarted it in place: the same node is the primary, with a new postmaster
     # (Patroni recovers a crashed primary as a standby and promotes it: a new timeline).
