@@ -5,8 +5,9 @@ builders (:func:`registration` for the repository, :func:`tool_body` and
 :func:`operation_body` for the REST API), temporary databases
 (:func:`temporary_database`, :func:`temporary_database_blocking`, :func:`admin`), a
 connection of a test's own (:func:`connection`),
-and the ``toolreg serve`` launcher (:class:`Server`, :func:`start_server`,
-:func:`running_server`, :func:`stop_server`).
+the ``toolreg serve`` launcher (:class:`Server`, :func:`start_server`,
+:func:`running_server`, :func:`stop_server`), and one sample read from a
+``/metrics`` text (:func:`metric_value`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ from omninode_bridge.settings import Settings, dsn_hosts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLREG = str(Path(sys.executable).with_name("toolreg"))
+
+
+def metric_value(exposition: str, sample: str) -> float | None:
+    """The value of the unlabelled ``sample`` in a ``/metrics`` text (``None``: absent)."""
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", exposition, re.MULTILINE)
+    return float(match.group(1)) if match else None
 
 
 def with_database(dsn: str, database: str) -> str:

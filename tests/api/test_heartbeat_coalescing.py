@@ -18,6 +18,7 @@ from tests.support import (
     assert_problem,
     bearer,
     connection,
+    metric_value,
     running_server,
     start_server,
     stop_server,
@@ -72,9 +73,9 @@ async def registered(server: Server, *tool_ids: str) -> tuple[str, datetime]:
 
 
 def heartbeats_counted(metrics: str) -> float:
-    match = re.search(r"^toolreg_heartbeats_received_total ([\d.e+]+)$", metrics, re.MULTILINE)
-    assert match is not None
-    return float(match.group(1))
+    counted = metric_value(metrics, "toolreg_heartbeats_received_total")
+    assert counted is not None
+    return counted
 
 
 async def test_every_204_is_durable_when_it_arrives(batched: Server, uid: str) -> None:

@@ -31,6 +31,7 @@ from tests.support import (
     PASS_BEGINS,
     PASS_ENDED,
     log_time,
+    metric_value,
 )
 
 __all__ = [
@@ -293,8 +294,7 @@ async def check_one_leader(urls: list[str], timeout: float) -> list[str]:
                 except httpx.TransportError:
                     gauges.append(None)
                     continue
-                m = re.search(r"^toolreg_liveness_leader ([\d.]+)$", text, re.MULTILINE)
-                gauges.append(float(m.group(1)) if m else None)
+                gauges.append(metric_value(text, "toolreg_liveness_leader"))
             if gauges.count(1.0) > 1:
                 return [f"more than one leader at once: {dict(zip(urls, gauges, strict=True))}"]
             if gauges.count(1.0) == 1:

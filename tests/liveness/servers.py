@@ -3,7 +3,6 @@ file each (started by :func:`tests.support.start_server`), and what their logs s
 
 from __future__ import annotations
 
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from tests.support import (
     PASS_BEGINS,
     PASS_ENDED,
     log_time,
+    metric_value,
     start_server,
     terminate,
 )
@@ -50,8 +50,7 @@ async def leader_gauge(client: httpx.AsyncClient, server: ServerProcess) -> floa
         text = (await client.get(server.base_url + "/metrics", timeout=2)).text
     except httpx.TransportError:
         return None
-    match = re.search(r"^toolreg_liveness_leader ([\d.]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
+    return metric_value(text, "toolreg_liveness_leader")
 
 
 @dataclass(frozen=True)
