@@ -104,3 +104,44 @@ async def test_while_the_feed_is_away_the_view_stays_not_current_and_says_so_onc
         await admin(server_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await view.aclose()
         await hub.aclose()
+
+
+async def test_the_view_pages_ids_in_order_and_says_what_each_change_touched(
+    repository: ToolRegistrationRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for tool_id in ("b", "d", "a"):
+        await repository.create_registration(registration(tool_id))
+    hub = FeedHub(repository.feed)
+    await hub.start()
+    view = CountingView(repository, hub)
+    try:
+        await view.ensure_started(10)
+        assert view.ids_after(None, 10) == ["a", "b", "d"]
+        assert view.ids_after("a", 1) == ["b"] and view.ids_after("d", 5) == []
+        loaded = view.generation
+        assert view.changes_since(loaded) == set()
+        assert view.changes_since(loaded - 1) is None  # before the load: unknown
+
+        await repository.create_registration(registration("c"))
+        await _until("c", lambda: view.get("c") is not None)
+        assert view.ids_after("b", 2) == ["c", "d"]
+        after_c = view.generation
+        await repository.delete_registration("a")
+        await _until("a deleted", lambda: view.get("a") is None)
+        assert view.ids_after(None, 10) == ["b", "c", "d"]
+        assert view.changes_since(after_c) == {"a"}
+        assert view.changes_since(loaded) == {"a", "c"}
+        assert view.changes_since(view.generation) == set()
+
+        # More changes than the journal holds, unread: the view cannot say any more.
+        monkeypatch.setattr("omninode_bridge.services.live_view.JOURNAL_ENTRIES", 2)
+        before = view.generation
+        for tool_id in ("e", "f", "g"):
+            await repository.create_registration(registration(tool_id))
+        await _until("g", lambda: view.get("g") is not None)
+        assert view.changes_since(before) is None
+        assert view.changes_since(view.generation) == set()
+        assert view.loads == 1
+    finally:
+        await view.aclose()
+        await hub.aclose()

@@ -27,6 +27,13 @@ clients hold no database connection and one change wakes them all at once.
   never goes down while the view follows the feed, and it changes whenever
   an answer built from that key's tools may change.
 
+- **Order and changes**: the tool ids are also kept sorted (:meth:`ids_after`
+  pages them by tool_id without sorting a million), and the view journals
+  which tools each change touched, so that a follower that last looked at
+  :attr:`generation` g learns what changed since with :meth:`changes_since`
+  instead of comparing every tool (``None`` after a reload, or when more than
+  ``JOURNAL_ENTRIES`` changes piled up unread: compare everything then).
+
 While the hub is not following, :attr:`current` is false; once it follows
 again the view resumes after the last event it applied (a lag or an outage
 costs no reload). It loads everything again only when the feed no longer
@@ -40,6 +47,8 @@ import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from omninode_bridge.errors import (
     OmniNodeBridgeError,
@@ -67,6 +76,7 @@ LOAD_PAGE = 1000
 RETRY_SECONDS = 0.5
 MEMO_ENTRIES = 1024
 PAGE_ATTEMPTS = 5
+JOURNAL_ENTRIES = 100_000
 
 
 def _health(row: Row) -> dict[str, Any]:
@@ -99,6 +109,10 @@ class LiveView:
         self._changed = asyncio.Event()
         self._memo: dict[Hashable, tuple[int, bytes]] = {}
         self._generation = 0
+        self._ids: SortedList[str] = SortedList()
+        # The tool each change made since generation _journal_floor touched, in order.
+        self._journal: list[str] = []
+        self._journal_floor = 0
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.current = False
@@ -175,6 +189,7 @@ class LiveView:
         floor = max(self._floor, self._last, FeedPosition.parse(cursor).txid, 1)
         tools: ToolStore | None = None
         members: dict[str, list[str]] = {}
+        ids: list[str] = []  # in tool_id order, as the pages come
         after = ""
         while True:
             rows = await self._page(after)
@@ -202,14 +217,18 @@ class LiveView:
                 )
                 for key in set(self.keys(registration)):
                     members.setdefault(key, []).append(tool_id)
+                ids.append(tool_id)
             after = rows[-1]["tool_id"]
         self._floor = self._last = floor
         self._tools = tools
+        self._ids = SortedList(ids)
         self._key_versions.clear()
         self._members = {key: IdSet.of_distinct(ids) for key, ids in members.items()}
         self.current = True
         self._ready.set()
         self._signal()
+        self._journal.clear()  # what a reload changed is not journalled: see changes_since
+        self._journal_floor = self._generation
         return cursor
 
     async def _page(self, after: str) -> list[Any]:
@@ -255,6 +274,10 @@ class LiveView:
             after = replace(tool, check_status=kind.value, check_output=event.reason or "")
         before = set(self.keys(tool.registration)) if tool is not None else set()
         now: set[str] = set()
+        if tool is None and after is not None:
+            self._ids.add(tool_id)
+        elif tool is not None and after is None:
+            self._ids.remove(tool_id)
         if after is None:
             self._tools.pop(tool_id)
         else:
@@ -273,7 +296,16 @@ class LiveView:
         for key in before | now:
             self._key_versions[key] = txid
         self._last = max(self._last, txid)
+        self._journal_change(tool_id)
         self._signal()
+
+    def _journal_change(self, tool_id: str) -> None:
+        """Journal the change the next signal announces (see :meth:`changes_since`)."""
+        if len(self._journal) >= JOURNAL_ENTRIES:  # nobody reads it fast enough: start over
+            self._journal.clear()
+            self._journal_floor = self._generation + 1
+            return
+        self._journal.append(tool_id)
 
     def _signal(self) -> None:
         self._generation += 1  # every change, even within one transaction's events
@@ -294,6 +326,26 @@ class LiveView:
         """The tools that belong to ``key`` now."""
         found = (self._tools.get(t) for t in self._members.get(key, ()))
         return [t for t in found if t is not None]
+
+    def ids_after(self, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` tool ids in tool_id order, those after ``after`` (``None``: from
+        the first); a few microseconds whatever the size of the view."""
+        start = 0 if after is None else self._ids.bisect_right(after)
+        return list(self._ids.islice(start, start + limit))
+
+    @property
+    def generation(self) -> int:
+        """A number that grows with every change of the view (and with every reload)."""
+        return self._generation
+
+    def changes_since(self, generation: int) -> set[str] | None:
+        """The tool ids that the changes after ``generation`` (a value :attr:`generation`
+        had) touched: created, updated, deleted, or their health set. ``None`` when the
+        view cannot tell: it reloaded since (a reload replaces every tool), or more than
+        ``JOURNAL_ENTRIES`` changes came after it; compare every tool then."""
+        if generation < self._journal_floor:
+            return None
+        return set(self._journal[generation - self._journal_floor :])
 
     def names(self) -> list[str]:
         """The keys that some tool belongs to now, sorted."""

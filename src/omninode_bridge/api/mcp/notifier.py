@@ -6,8 +6,10 @@ tools changes, listeners that asked for ``resourcesListChanged`` hear
 changes (or it appears, or is deleted), listeners subscribed to its URI hear
 ``notifications/resources/updated``. Both are level triggers: a listener
 re-reads what it cares about. Bursts are coalesced (at most one comparison
-every ``COALESCE_SECONDS``), and a reload of the view after an outage is
-compared like any change, so nothing that changed meanwhile goes unannounced.
+every ``COALESCE_SECONDS``). A comparison looks only at the tools the view
+says the changes touched (:meth:`LiveView.changes_since`); after a reload of
+the view it compares every tool, so nothing that changed meanwhile goes
+unannounced.
 
 The notifier starts with the first ``subscriptions/listen`` request, so a
 registry nobody listens to never loads the live view for it.
@@ -46,17 +48,33 @@ def _versions(view: LiveView) -> dict[str, int]:
 
 
 def _changes(
-    known: dict[str, int], now: dict[str, int]
+    known: dict[str, int], view: LiveView, touched: set[str] | None
 ) -> list[ResourcesListChanged | ResourceUpdated]:
-    events: list[ResourcesListChanged | ResourceUpdated] = []
-    if known.keys() != now.keys():
-        events.append(ResourcesListChanged())
-    events.extend(
-        ResourceUpdated(uri=tool_uri(tool_id))
-        for tool_id in sorted(known.keys() | now.keys())
-        if known.get(tool_id) != now.get(tool_id)
-    )
-    return events
+    """The notifications for what changed in ``view`` since ``known`` (its tools'
+    versions then, brought up to date here). ``touched``: the only tools that can have
+    changed (``None``: any of them; every tool is compared)."""
+    if touched is None:
+        now = _versions(view)
+        touched = known.keys() | now.keys()
+    else:
+        now = {}
+        for tool_id in touched:
+            tool = view.get(tool_id)
+            if tool is not None:
+                now[tool_id] = tool.version
+    listed = False
+    updated: list[ResourcesListChanged | ResourceUpdated] = []
+    for tool_id in sorted(touched):
+        was, is_now = known.get(tool_id), now.get(tool_id)
+        if was == is_now:
+            continue
+        listed |= was is None or is_now is None
+        if is_now is None:
+            del known[tool_id]
+        else:
+            known[tool_id] = is_now
+        updated.append(ResourceUpdated(uri=tool_uri(tool_id)))
+    return [ResourcesListChanged(), *updated] if listed else updated
 
 
 class ChangeNotifier:
@@ -98,6 +116,7 @@ class ChangeNotifier:
 
     async def _follow(self, view: LiveView) -> None:
         known = _versions(view)
+        seen = view.generation
         while True:
             self._watching.set()
             # No await between the comparison that found nothing and this wait: a change
@@ -105,9 +124,11 @@ class ChangeNotifier:
             await view.changed()
             await asyncio.sleep(COALESCE_SECONDS)
             while True:
-                now = _versions(view)
-                events = _changes(known, now)
-                known = now
+                # The tools the changes touched (a million-tool view is not walked per
+                # change), or all of them after a reload.
+                touched = view.changes_since(seen)
+                seen = view.generation
+                events = _changes(known, view, touched)
                 if not events:
                     break
                 for event in events:

@@ -11,7 +11,6 @@ any tool by id. Changes are announced by
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -84,24 +83,20 @@ class ToolResources:
                 view = await live_view(self.state_of())
         except ResourceError as exc:
             raise MCPError(INTERNAL_ERROR, str(exc)) from None
-        tools = {t.tool_id: t for t in view.tools()}
-        ids = sorted(tools)
-        start = bisect_right(ids, after) if after is not None else 0
-        chunk = ids[start : start + PAGE_SIZE]
+        chunk = view.ids_after(after, PAGE_SIZE + 1)  # one more: is there a next page?
+        more = len(chunk) > PAGE_SIZE
+        tools = [t for t in map(view.get, chunk[:PAGE_SIZE]) if t is not None]
         resources = [
             Resource(
-                uri=tool_uri(tool_id),
-                name=tool_id,
-                description=(
-                    f"{tools[tool_id].digest.node_type.value} tool, {tools[tool_id].health}"
-                ),
+                uri=tool_uri(tool.tool_id),
+                name=tool.tool_id,
+                description=f"{tool.digest.node_type.value} tool, {tool.health}",
                 mime_type=JSON,
             )
-            for tool_id in chunk
+            for tool in tools
         ]
-        more = start + PAGE_SIZE < len(ids)
         return ListResourcesResult(
-            resources=resources, next_cursor=encode_cursor(chunk[-1]) if more else None
+            resources=resources, next_cursor=encode_cursor(chunk[PAGE_SIZE - 1]) if more else None
         )
 
 
