@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from datetime import datetime
 
 import httpx
 import orjson
+import pytest
 
-from tests.support import Server, bearer, start_server, stop_server
+from tests.support import Server, bearer, start_server, stop_server, tool_body
 
 ACCESS = re.compile(
     r"^(?P<ts>\S+) INFO omninode_bridge\.access: (?P<method>[A-Z]+) (?P<path>\S+) "
@@ -53,6 +55,30 @@ async def test_each_request_is_logged_with_its_tokens_name_never_the_secret(db_d
     for match in lines.values():
         assert datetime.fromisoformat(match["ts"]).utcoffset() is not None
         assert float(match["ms"]) >= 0
+
+
+@pytest.mark.parametrize("window_ms", ["5", "0"], ids=["coalesced", "single"])
+async def test_a_heartbeat_is_logged_with_its_tokens_name(db_dsn: str, window_ms: str) -> None:
+    """The heartbeat's fast paths (the coalescer's batch, or one statement) name the token
+    too, as every other route does."""
+    env = {"TOOLREG_HEARTBEAT_BATCH_WINDOW_MS": window_ms}
+    server = start_server(db_dsn, "--log-level", "info", env=env)
+    tool_id = f"beat-{window_ms}-{uuid.uuid4().hex[:6]}"
+    try:
+        secret = await server.token("write", name=f"beater-{window_ms}")
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            put = await http.put(
+                f"/v1/tools/{tool_id}", json=tool_body(tool_id), headers=bearer(secret)
+            )
+            assert put.status_code == 201, put.text
+            beat = await http.post(f"/v1/tools/{tool_id}/heartbeat", headers=bearer(secret))
+            assert beat.status_code == 204
+        output = _wait_for(server, f"/v1/tools/{tool_id}/heartbeat")
+    finally:
+        stop_server(server)
+    lines = {(m["method"], m["path"], m["status"], m["token"]) for m in ACCESS.finditer(output)}
+    assert ("POST", f"/v1/tools/{tool_id}/heartbeat", "204", f"beater-{window_ms}") in lines
+    assert secret not in output
 
 
 async def test_json_format_gives_one_object_per_line(db_dsn: str) -> None:

@@ -17,7 +17,7 @@ from omninode_bridge.liveness import LivenessMetrics, Reaper
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.heartbeat_coalescer import HeartbeatCoalescer
-from omninode_bridge.services.tokens import Scope, TokenService
+from omninode_bridge.services.tokens import Principal, Scope, TokenService
 from tests.support import base_settings, connection
 
 Request = tuple[str, str]
@@ -57,8 +57,13 @@ async def secret(client: PostgresClient, scope: Scope) -> str:
 
 def coalescer(
     tokens: TokenService, *, window: float = 0.05, max_batch: int = 500
-) -> HeartbeatCoalescer[Request, bool]:
+) -> HeartbeatCoalescer[Request, Principal | None]:
     return HeartbeatCoalescer(tokens.heartbeats, window=window, max_batch=max_batch)
+
+
+def written(answers: Sequence[object]) -> list[bool]:
+    """Which requests were written: the writer answered them with the token's principal."""
+    return [isinstance(answer, Principal) for answer in answers]
 
 
 async def writer_owning(
@@ -85,7 +90,8 @@ async def test_concurrent_heartbeats_share_a_batch_and_are_durable_when_answered
         seen = await heartbeats_seen_elsewhere(db_dsn, ids)
     finally:
         await hb.aclose()
-    assert answers == [True] * len(ids)
+    assert written(answers) == [True] * len(ids)
+    assert {a.name for a in answers if a is not None} == {(await tokens.authenticate(writer)).name}
     assert all(seen[tool_id] > start for tool_id in ids)
     assert hb.requests == len(ids) and hb.batches == 1
 
@@ -123,7 +129,7 @@ async def test_owner_is_checked_per_request_inside_one_batch(
     finally:
         await hb.aclose()
     assert hb.batches == 1
-    assert answers == [True, False, True, True, True, False, False, False, False, False]
+    assert written(answers) == [True, False, True, True, True, False, False, False, False, False]
     after = await heartbeats_seen_elsewhere(db_dsn, ["a1", "a2", "b1", "b2"])
     assert after["a1"] > before["a1"] and after["a2"] > before["a2"]
     assert after["b1"] > before["b1"]
@@ -143,8 +149,8 @@ async def test_a_heartbeat_that_would_move_backwards_is_left_to_the_slow_path(
         answers = await asyncio.gather(hb.submit((writer, "ahead")), hb.submit((writer, "plain")))
     finally:
         await hb.aclose()
-    assert list(answers) == [False, True]
-    assert await tokens.heartbeat(writer, "ahead") is False  # the same verdict, one at a time
+    assert written(answers) == [False, True]
+    assert await tokens.heartbeat(writer, "ahead") is None  # the same verdict, one at a time
 
 
 async def test_max_batch_splits_and_the_rest_goes_next(
@@ -153,7 +159,7 @@ async def test_max_batch_splits_and_the_rest_goes_next(
     tokens, writer = await writer_owning(repository, "t")
     sizes: list[int] = []
 
-    async def write(batch: Sequence[Request]) -> Sequence[bool]:
+    async def write(batch: Sequence[Request]) -> Sequence[Principal | None]:
         sizes.append(len(batch))
         return await tokens.heartbeats(batch)
 
@@ -164,7 +170,7 @@ async def test_max_batch_splits_and_the_rest_goes_next(
         )
     finally:
         await hb.aclose()
-    assert answers == [True] * 8
+    assert written(answers) == [True] * 8
     assert sizes == [4, 4]
 
 
@@ -175,7 +181,7 @@ async def test_an_outage_mid_batch_fails_that_batch_only_then_it_recovers(
     tokens, writer = await writer_owning(repository, *ids)
     outages = 0
 
-    async def write(batch: Sequence[Request]) -> Sequence[bool]:
+    async def write(batch: Sequence[Request]) -> Sequence[Principal | None]:
         nonlocal outages
         if outages == 0:  # the first batch: its backend is killed while it writes
             outages += 1
@@ -209,14 +215,14 @@ async def test_an_outage_mid_batch_fails_that_batch_only_then_it_recovers(
         # Every request of the batch gets the outage, typed (the route's 503), none hangs.
         assert all(isinstance(answer, RegistryUnavailableError) for answer in first), first
         # The coalescer keeps working: the pool replaces the dead connections.
-        answers: list[bool | BaseException] = []
+        answers: list[Principal | BaseException | None] = []
         for _ in range(12):
             answers = await asyncio.gather(
                 *(hb.submit((writer, tool_id)) for tool_id in ids), return_exceptions=True
             )
-            if answers == [True] * len(ids):
+            if written(answers) == [True] * len(ids):
                 break
-        assert answers == [True] * len(ids)
+        assert written(answers) == [True] * len(ids)
     finally:
         await hb.aclose()
 
@@ -227,11 +233,11 @@ async def test_a_writer_error_reaches_every_waiter_and_the_next_batch_works(
     tokens, writer = await writer_owning(repository, "t")
     calls = 0
 
-    async def write(batch: Sequence[Request]) -> Sequence[bool]:
+    async def write(batch: Sequence[Request]) -> Sequence[Principal | None]:
         nonlocal calls
         calls += 1
         if calls == 1:
-            return [True]  # one answer for the whole batch: a bug, reported to each
+            return [None]  # one answer for the whole batch: a bug, reported to each
         return await tokens.heartbeats(batch)
 
     hb = HeartbeatCoalescer(write, window=0.05, max_batch=500)
@@ -240,7 +246,7 @@ async def test_a_writer_error_reaches_every_waiter_and_the_next_batch_works(
             *(hb.submit((writer, "t")) for _ in range(3)), return_exceptions=True
         )
         assert [type(x) for x in first] == [RuntimeError] * 3
-        assert await hb.submit((writer, "t")) is True
+        assert await hb.submit((writer, "t")) is not None
     finally:
         await hb.aclose()
 
@@ -256,7 +262,7 @@ async def test_a_cancelled_waiter_leaves_its_batch_intact(
         stays = asyncio.create_task(hb.submit((writer, "stays")))
         await asyncio.sleep(0.05)  # both are in the open batch
         gone.cancel()
-        assert await stays is True
+        assert await stays is not None
         with pytest.raises(asyncio.CancelledError):
             await gone
     finally:
@@ -277,7 +283,7 @@ async def test_close_writes_what_is_pending_then_refuses(
     await asyncio.sleep(0.05)
     assert not any(task.done() for task in waiting)
     await asyncio.wait_for(hb.aclose(), 5)
-    assert [task.result() for task in waiting] == [True] * 5
+    assert written([task.result() for task in waiting]) == [True] * 5
     assert (await heartbeats_seen_elsewhere(db_dsn, ["t"]))["t"] > before["t"]
     with pytest.raises(RegistryUnavailableError, match="shutting down"):
         await hb.submit((writer, "t"))
@@ -291,7 +297,7 @@ async def test_close_during_a_batch_writes_the_backlog_without_waiting_windows(
     gate = asyncio.Event()
     sizes: list[int] = []
 
-    async def write(batch: Sequence[Request]) -> Sequence[bool]:
+    async def write(batch: Sequence[Request]) -> Sequence[Principal | None]:
         sizes.append(len(batch))
         if len(sizes) == 1:
             await gate.wait()  # the first batch is in flight while the others arrive
@@ -305,7 +311,7 @@ async def test_close_during_a_batch_writes_the_backlog_without_waiting_windows(
     closing = asyncio.create_task(hb.aclose())
     gate.set()
     await asyncio.wait_for(closing, 5)  # not 60 s for the last, lone request
-    assert [task.result() for task in waiting] == [True] * 7
+    assert written([task.result() for task in waiting]) == [True] * 7
     assert sizes == [2, 2, 2, 1]
 
 

@@ -17,7 +17,7 @@ from omninode_bridge.services import (
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.heartbeat_coalescer import HeartbeatCoalescer
 from omninode_bridge.services.live_view import LiveView
-from omninode_bridge.services.tokens import TokenService
+from omninode_bridge.services.tokens import Principal, TokenService
 from omninode_bridge.settings import Settings
 
 __all__ = ["AppState", "get_state"]
@@ -38,7 +38,7 @@ class AppState:
     background: list[Any] = field(default_factory=list)
     # POST /v1/tools/{id}/heartbeat's (secret, tool_id) requests, written in batches;
     # None when TOOLREG_HEARTBEAT_BATCH_WINDOW_MS is 0 (one statement per request).
-    heartbeats: HeartbeatCoalescer[tuple[str, str], bool] | None = None
+    heartbeats: HeartbeatCoalescer[tuple[str, str], Principal | None] | None = None
     # Set when the server begins shutting down: endless responses (SSE) end then,
     # so that draining in-flight requests does not wait for them.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

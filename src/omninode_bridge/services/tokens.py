@@ -82,6 +82,11 @@ class CreatedToken:
     secret: str
 
 
+def _principal(row: asyncpg.Record) -> Principal:
+    """The principal of a token row (its ``id``, ``name`` and ``scope``)."""
+    return Principal(token_id=row["id"], name=row["name"], scope=Scope(row["scope"]))
+
+
 def hash_secret(secret: str) -> bytes:
     """The stored form of a secret."""
     return hashlib.sha256(secret.encode("utf-8")).digest()
@@ -205,22 +210,23 @@ class TokenService:
                     del self._accepted[digest]
         return active
 
-    async def heartbeat(self, secret: str, tool_id: str) -> bool:
-        """Heartbeat ``tool_id`` in one statement if ``secret`` is a valid token that may.
+    async def heartbeat(self, secret: str, tool_id: str) -> Principal | None:
+        """Heartbeat ``tool_id`` in one statement if ``secret`` is a valid token that may;
+        the token's principal when it did (the access log names it).
 
-        ``False`` says nothing about why: the caller takes the slow path for the error.
+        ``None`` says nothing about why: the caller takes the slow path for the error.
         """
         if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
-            return False
-        n = await self.client.fetchval(Q["heartbeat_with_token"], hash_secret(secret), tool_id)
-        return bool(n)
+            return None
+        row = await self.client.fetchrow(Q["heartbeat_with_token"], hash_secret(secret), tool_id)
+        return None if row is None else _principal(row)
 
-    async def heartbeats(self, requests: Sequence[tuple[str, str]]) -> Sequence[bool]:
+    async def heartbeats(self, requests: Sequence[tuple[str, str]]) -> Sequence[Principal | None]:
         """:meth:`heartbeat` for many ``(secret, tool_id)`` requests in one statement.
 
         Each request is judged alone (its own token, its own tool: one that may
         not write leaves the others written); the answer for request i is
-        ``result[i]``, ``False`` saying nothing about why, as for
+        ``result[i]``, ``None`` saying nothing about why, as for
         :meth:`heartbeat`. Duplicates each get their answer.
         """
         hashes: list[bytes] = []
@@ -231,11 +237,10 @@ class TokenService:
                 hashes.append(hash_secret(secret))
                 tool_ids.append(tool_id)
                 positions.append(i)
-        written = [False] * len(requests)
+        written: list[Principal | None] = [None] * len(requests)
         if positions:
-            done = await self.client.fetchval(Q["heartbeat_with_tokens"], hashes, tool_ids)
-            for pos in done:
-                written[positions[pos - 1]] = True
+            for row in await self.client.fetch(Q["heartbeat_with_tokens"], hashes, tool_ids):
+                written[positions[row["pos"] - 1]] = _principal(row)
         return written
 
     async def authenticate(self, secret: str | None) -> Principal:
@@ -255,7 +260,7 @@ class TokenService:
         row = await self.client.fetchrow(Q["authenticate"], digest)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), digest):
             raise AuthenticationError("the bearer token is not valid")
-        principal = Principal(token_id=row["id"], name=row["name"], scope=Scope(row["scope"]))
+        principal = _principal(row)
         if self.cache_seconds > 0 and revocations == self._revocations:
             if len(self._accepted) >= self.cache_entries:
                 self._accepted.clear()

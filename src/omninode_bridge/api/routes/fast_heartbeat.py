@@ -15,6 +15,7 @@ from __future__ import annotations
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from omninode_bridge.api.auth import PRINCIPAL_KEY
 from omninode_bridge.api.state import AppState
 from omninode_bridge.services.tool_registration_repository import could_be_registered
 
@@ -57,12 +58,11 @@ class FastHeartbeatRoute(Route):
         tool_id: str = scope["path_params"]["tool_id"]
         secret = _bearer(scope)
         coalescer = state.heartbeats
-        if (
-            coalescer is not None
-            and secret is not None
-            and could_be_registered(tool_id)
-            and await coalescer.submit((secret, tool_id))
-        ):
+        principal = None
+        if coalescer is not None and secret is not None and could_be_registered(tool_id):
+            principal = await coalescer.submit((secret, tool_id))
+        if principal is not None:
+            scope[PRINCIPAL_KEY] = principal  # the access log names its token
             state.metrics.heartbeats.inc()
             await send(_NO_CONTENT)
             await send(_EMPTY)

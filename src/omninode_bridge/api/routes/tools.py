@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from omninode_bridge.api import examples
 from omninode_bridge.api.auth import (
+    PRINCIPAL_KEY,
     Reader,
     Writer,
     bearer_scheme,
@@ -262,7 +263,8 @@ async def heartbeat(
             written = await coalescer.submit((secret, tool_id))
         else:
             written = await state.tokens.heartbeat(secret, tool_id)
-        if written:
+        if written is not None:
+            request.scope[PRINCIPAL_KEY] = written  # the access log names its token
             state.metrics.heartbeats.inc()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
     # The slow path, for the right error (or a race with a concurrent change of owner),

@@ -31,8 +31,9 @@ RETURNING id
 -- name: heartbeat_with_token
 -- The heartbeat route's fast path: authenticate, check ownership and heartbeat in one
 -- statement. Nothing is written unless the token is valid, may write and owns the tool.
+-- Answers the token (id, name, scope) when the heartbeat was written, no row otherwise.
 WITH t AS (
-    SELECT id, scope, last_used_at
+    SELECT id, name, scope, last_used_at
     FROM registry_tokens
     WHERE secret_hash = $1 AND revoked_at IS NULL
 ), touch AS (
@@ -51,19 +52,20 @@ WITH t AS (
                  WHERE o.tool_id = tr.tool_id AND o.owner = 'token:' || t.id::text)))
     RETURNING 1
 )
-SELECT count(*) FROM hb
+SELECT t.id, t.name, t.scope FROM t WHERE EXISTS (SELECT FROM hb)
 
 -- name: heartbeat_with_tokens
 -- heartbeat_with_token for a batch of requests (the heartbeat coalescer): request i
 -- carries the secret hash $1[i] and the tool id $2[i], and is judged alone, so that a
--- bad one does not stop the others. Returns the positions (1-based) of the requests
--- written; a request not among them takes the slow path for its error, as above.
+-- bad one does not stop the others. Answers a row per request written: its position
+-- (1-based) and its token (id, name, scope); a request not among them takes the slow
+-- path for its error, as above.
 -- Rows are locked in tool_id order first: batches of two replicas never deadlock.
 WITH req AS (
     SELECT q.pos, q.secret_hash, q.tool_id
     FROM unnest($1::bytea[], $2::varchar[]) WITH ORDINALITY AS q(secret_hash, tool_id, pos)
 ), t AS (
-    SELECT id, scope, secret_hash, last_used_at
+    SELECT id, name, scope, secret_hash, last_used_at
     FROM registry_tokens
     WHERE secret_hash IN (SELECT secret_hash FROM req) AND revoked_at IS NULL
 ), touch AS (
@@ -71,7 +73,7 @@ WITH req AS (
     FROM t
     WHERE r.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds')
 ), allowed AS (
-    SELECT req.pos, req.tool_id
+    SELECT req.pos, req.tool_id, t.id, t.name, t.scope
     FROM req JOIN t ON t.secret_hash = req.secret_hash
     WHERE t.scope = 'admin'
        OR (t.scope = 'write' AND EXISTS (
@@ -91,7 +93,8 @@ WITH req AS (
       AND (tr.last_heartbeat IS NULL OR tr.last_heartbeat <= now())
     RETURNING tr.tool_id
 )
-SELECT ARRAY(SELECT allowed.pos FROM allowed JOIN hb ON hb.tool_id = allowed.tool_id)
+SELECT allowed.pos, allowed.id, allowed.name, allowed.scope
+FROM allowed JOIN hb ON hb.tool_id = allowed.tool_id
 
 -- name: token_active
 SELECT EXISTS (SELECT 1 FROM registry_tokens WHERE id = $1 AND revoked_at IS NULL)
