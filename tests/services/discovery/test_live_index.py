@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 
 import asyncpg
+import pytest
 
 from omninode_bridge.services import ToolDiscoveryService, ToolRegistrationRepository
 from omninode_bridge.services.discovery import DiscoveryTuning
@@ -185,3 +187,34 @@ async def test_the_full_heartbeat_sweep_reads_every_tool_in_pages(
         stale = {f"sweep-{i:02d}" for i in (0, 13, 29)}
         routable = {r.tool_id for r in await service.routable_tools("stamp")}
         assert routable == {f"sweep-{i:02d}" for i in range(30)} - stale
+
+
+async def test_a_refresh_that_keeps_failing_is_logged_once_until_it_recovers(
+    repository: ToolRegistrationRepository, db_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A schema taken away under a running server (a downgrade) fails every refresh, a
+    few times a second: one error with its traceback, not one per attempt."""
+    await register(repository, "t", "http://127.0.0.1:9")
+    logged = "refreshing heartbeats failed"
+    watcher = MetricsWatcher()
+    service = ToolDiscoveryService(
+        repository, discovery_settings(), tuning=FAST, metrics=watcher.metrics
+    )
+    async with service:
+        await service.discover_tool("stamp")  # loaded
+        admin = await asyncpg.connect(db_dsn)
+        try:
+            with caplog.at_level(logging.ERROR, logger="omninode_bridge.services.discovery"):
+                await admin.execute("ALTER TABLE tool_registrations RENAME TO moved_away")
+                await asyncio.sleep(12 * FAST.heartbeat_interval)  # a dozen failed refreshes
+                assert sum(logged in r.getMessage() for r in caplog.records) == 1
+                await admin.execute("ALTER TABLE moved_away RENAME TO tool_registrations")
+                before = service.metrics.heartbeat_refreshes
+                # Recovered: a refresh succeeds again.
+                await watcher.reach(lambda m: m.heartbeat_refreshes > before, 5.0)
+                await admin.execute("ALTER TABLE tool_registrations RENAME TO moved_away")
+                await asyncio.sleep(6 * FAST.heartbeat_interval)
+                assert sum(logged in r.getMessage() for r in caplog.records) == 2  # anew
+        finally:
+            await admin.execute("ALTER TABLE IF EXISTS moved_away RENAME TO tool_registrations")
+            await admin.close()

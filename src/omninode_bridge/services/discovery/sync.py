@@ -341,8 +341,15 @@ class IndexSync:
             try:
                 await self.refresh_heartbeats(full=full)
             except Exception as exc:  # retried next period, reported by check()
-                if not isinstance(exc, RegistryUnavailableError | TimeoutError):
-                    logger.exception("discovery index: refreshing heartbeats failed")
+                # Logged once per outage (retried every period, a few times a second):
+                # the index's degraded state and metrics say it lasts; recovery is logged.
+                first = self._beat_failed_since is None
+                if first and not isinstance(exc, RegistryUnavailableError | TimeoutError):
+                    logger.exception(
+                        "discovery index: refreshing heartbeats failed (retried every %gs; "
+                        "logged again after it recovers)",
+                        self.tuning.heartbeat_interval,
+                    )
                 self._failed("heartbeats", exc)
                 continue
             if full:
