@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import orjson
 import yaml
 
-from tests.support import clean_env, run_cli
+from tests.support import clean_env, connection, run_cli
 
 TOOLS = [
     {
@@ -203,3 +204,33 @@ def test_serve_refuses_a_database_behind_with_no_migrate(empty_db_dsn: str) -> N
     assert result.returncode == 1
     assert "toolreg db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_show_gives_every_field_and_the_health_now(db_dsn: str, tmp_path: Path) -> None:
+    env = clean_env(DATABASE_URL=db_dsn, COLUMNS="200")
+    file = tmp_path / "tools.yaml"
+    file.write_text(yaml.safe_dump({**TOOLS[0], "metadata": {"team": "search"}}))
+    assert run_cli("tools", "register", "-f", str(file), env=env).returncode == 0
+    tool_id = str(TOOLS[0]["tool_id"])
+
+    shown = run_cli("tools", "show", tool_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    for field in ("node_type", "capabilities", "endpoint analyze", "health_endpoint"):
+        assert field in text
+    assert "http://onextree:8080/api/v1/analyze" in text and '{"team":"search"}' in text
+    assert "healthy" in text and "within the TTL" in text
+
+    # The active checks found it failing: show says so, as GET /v1/tools/{id} does.
+    async with connection(db_dsn) as conn:
+        await conn.execute(
+            "INSERT INTO tool_health (tool_id, check_status, check_changed_at, last_checked_at)"
+            " VALUES ($1, 'critical', now(), now())",
+            tool_id,
+        )
+    critical = run_cli("tools", "show", tool_id, env=env).stdout
+    assert "critical" in critical.split("health", 1)[1].splitlines()[0]
+    assert re.search(r"^checks\s+critical since \S+Z, last checked", critical, re.M)
+    document = orjson.loads(run_cli("tools", "show", tool_id, "--json", env=env).stdout)
+    assert document["health"]["status"] == "critical"
+    assert document["endpoints"] == TOOLS[0]["endpoints"]

@@ -24,9 +24,12 @@ from omninode_bridge.errors import (
 )
 
 if TYPE_CHECKING:  # pydantic, the models and rich load inside the commands (a fast --help)
+    from datetime import datetime
+
     from rich.table import Table
 
     from omninode_bridge.models import ModelToolRegistration, ModelToolRegistrationCreate
+    from omninode_bridge.models.status import ModelToolRegistrationWithHealth
 
 app = typer.Typer(help="Register, list, show, search and delete tools.", no_args_is_help=True)
 
@@ -229,14 +232,16 @@ def list_tools(
 def show(
     ctx: typer.Context,
     tool_id: str = typer.Argument(..., metavar="TOOL_ID", help="The tool's id."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Machine-readable: the document that GET /v1/tools/TOOL_ID answers."
+    ),
 ) -> None:
-    """Show one tool's full registration."""
+    """Show one tool: every field of its registration and its health now."""
     settings = settings_from(ctx)
 
-    async def go() -> ModelToolRegistration | None:
+    async def go() -> ModelToolRegistrationWithHealth | None:
         async with database(settings) as repository:
-            return await repository.get_registration(tool_id)
+            return await repository.get_registration_with_health(tool_id, settings.ttl_seconds)
 
     tool = run_async(go())
     if tool is None:
@@ -244,8 +249,49 @@ def show(
     if as_json:
         print_json(_as_dict(tool))
         return
-    console.print(_table([tool], settings.ttl_seconds))
-    print_json(tool.model_dump(mode="json"))
+    console.print(_fields(tool, settings.ttl_seconds))
+
+
+def _when(moment: datetime | None) -> str:
+    """A UTC time as the API writes it (``...Z``); ``never`` for none."""
+    return "never" if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def _fields(tool: ModelToolRegistrationWithHealth, ttl_seconds: float) -> Table:
+    """One row per field: the registration, then its health (heartbeat and checks)."""
+    import orjson
+    from rich.table import Table
+
+    health = tool.health
+    colour = "green" if health.status == "healthy" else "red"
+    beat = "within" if health.heartbeat_fresh else "older than"
+    checks: str = health.check_status
+    if health.check_since is not None:
+        checks += f" since {_when(health.check_since)}"
+    if health.last_checked_at is not None:
+        checks += f", last checked {_when(health.last_checked_at)}"
+    rows = [
+        ("tool_id", escape(tool.tool_id)),
+        ("id", str(tool.id)),
+        ("node_type", tool.node_type.value),
+        ("health", f"[{colour}]{health.status}[/]"),
+        ("heartbeat", f"{_age(tool.heartbeat_age_seconds)} ({beat} the TTL of {ttl_seconds:g}s)"),
+        ("checks", escape(checks)),
+        ("operations", escape(", ".join(tool.capabilities.get("operations", [])) or "-")),
+        ("capabilities", escape(orjson.dumps(tool.capabilities).decode())),
+        *((f"endpoint {name}", escape(url)) for name, url in tool.endpoints.items()),
+        ("health_endpoint", escape(tool.health_endpoint or "-")),
+        ("metadata", escape(orjson.dumps(tool.metadata).decode())),
+        ("registered_at", _when(tool.registered_at)),
+        ("updated_at", _when(tool.updated_at)),
+        ("last_heartbeat", _when(tool.last_heartbeat)),
+    ]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
 
 
 @app.command()
