@@ -194,7 +194,6 @@ def _feed_hub(
         buffer_bytes=settings.sse_buffer_bytes,
         on_event=count_event,
         on_following=feed_following,
-        on_dropped=metrics.sse_dropped.inc,
     )
 
 

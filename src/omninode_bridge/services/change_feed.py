@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from omninode_bridge.services.postgres_client import PooledConnection
 
 Q = load_queries("change_feed.sql")
+RESYNC_HINT = (
+    "re-read the registry, then follow from the feed's head (over HTTP: reconnect without "
+    "'since' and Last-Event-ID; in Python: ChangeFeed.head_cursor())"
+)
 CHANNEL = "toolreg_changes"
 MAX_BATCH = 10_000
 
@@ -88,7 +92,7 @@ class ChangeFeed:
             where = f"cursor {cursor!r}" if cursor else "the start of the feed"
             raise ResyncRequiredError(
                 f"{where} is older than the change feed's retention (pruned through "
-                f"{horizon}); re-read the registry, then follow from head_cursor()"
+                f"{horizon}); {RESYNC_HINT}"
             )
         rows = await conn.fetch(Q["changes_since"], str(position.txid), position.seq, limit)
         if not rows and position > horizon:
@@ -97,8 +101,8 @@ class ChangeFeed:
             if position > head:
                 raise ResyncRequiredError(
                     f"cursor {cursor!r} is ahead of the change feed's head ({head}): "
-                    "it belongs to another database or to this one before it was re-created; "
-                    "re-read the registry, then follow from head_cursor()"
+                    f"it belongs to another database or to this one before it was re-created; "
+                    f"{RESYNC_HINT}"
                 )
         return [event_from_row(r) for r in rows]
 

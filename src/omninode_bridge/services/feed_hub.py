@@ -66,8 +66,9 @@ def event_size(event: ChangeEvent) -> int:
 class _Subscriber:
     """One subscriber's live buffer, bounded in bytes."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_dropped: Callable[[], None] | None) -> None:
         self.limit = limit
+        self.on_dropped = on_dropped
         self.events: deque[tuple[ChangeEvent, int]] = deque()
         self.bytes = 0
         self.wake = asyncio.Event()
@@ -118,7 +119,6 @@ class FeedHub:
         tuning: FollowTuning | None = None,
         on_event: Callable[[ChangeEvent], None] | None = None,
         on_following: Callable[[bool], None] | None = None,
-        on_dropped: Callable[[], None] | None = None,
     ) -> None:
         self.feed = feed
         self.buffer_bytes = buffer_bytes
@@ -126,7 +126,6 @@ class FeedHub:
         self.tuning = tuning if tuning is not None else FollowTuning()
         self.on_event = on_event
         self.on_following = on_following
-        self.on_dropped = on_dropped
         self._replays = asyncio.Semaphore(replay_concurrency)
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
@@ -235,8 +234,8 @@ class FeedHub:
                 if not subscriber.offer(event, size):
                     subscribers.discard(subscriber)
                     self.dropped += 1
-                    if self.on_dropped is not None:
-                        self.on_dropped()
+                    if subscriber.on_dropped is not None:
+                        subscriber.on_dropped()
                     subscriber.end(
                         SubscriberLagError(
                             f"subscriber fell more than {self.buffer_bytes} bytes behind the "
@@ -244,8 +243,11 @@ class FeedHub:
                         )
                     )
 
-    async def subscribe(self, since_cursor: str | None) -> AsyncIterator[ChangeEvent]:
-        """Events after ``since_cursor`` (``None``: only new ones), replayed then live.
+    async def subscribe(
+        self, since_cursor: str | None, *, on_dropped: Callable[[], None] | None = None
+    ) -> AsyncIterator[ChangeEvent]:
+        """Events after ``since_cursor`` (``None``: only new ones), replayed then live;
+        ``on_dropped`` is called if this subscriber is cut off for lagging.
 
         Raises FeedInterruptedError when the hub is not following (now, or
         later while the subscription runs), SubscriberLagError when the
@@ -257,7 +259,7 @@ class FeedHub:
                 f"the registry is not following its change feed right now ({self.last_error}); "
                 "retry shortly"
             )
-        subscriber = _Subscriber(self.buffer_bytes)
+        subscriber = _Subscriber(self.buffer_bytes, on_dropped)
         self._subscribers.add(subscriber)
         try:
             last = FeedPosition.parse(since_cursor) if since_cursor else None

@@ -69,7 +69,8 @@ async def changes(
     if cursor:
         # A pruned cursor, or one ahead of the feed, is a 410 before streaming.
         await state.repository.feed.changes(cursor, 1)
-    events = state.hub.subscribe(cursor)
+    # Counted as an SSE stream cut off (the live view's own subscription is not one).
+    events = state.hub.subscribe(cursor, on_dropped=state.metrics.sse_dropped.inc)
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"

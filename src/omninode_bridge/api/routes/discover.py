@@ -27,8 +27,11 @@ OperationPath = Annotated[
 async def discover(operation: OperationPath, state: State, _: Reader) -> ModelToolRegistration:
     """A routable tool for ``operation``: it lists the operation, has an endpoint for it,
     heartbeats within the TTL, and is neither critical nor ejected. Successive calls
-    spread over the routable tools. 404 when there is none, saying how many tools declare
-    the operation and why the first few are not routable (``tools[].reason``).
+    spread over the routable tools. When none is routable, an ejected tool that would
+    otherwise be (the one due back first) is answered as a probe, else a fresh tool that
+    lists the operation without an endpoint for it. 404 when there is neither, saying how
+    many tools declare the operation and why the first few are not routable
+    (``tools[].reason``).
     """
     tool = await state.discovery.discover_tool(operation)
     if tool is None:
