@@ -55,6 +55,9 @@ tools with an ``mcp`` endpoint (MCP servers for ``/v0.1``).
    the same streams.
 3. **The registry API.** ``GET /v0.1/servers?limit=100``: the first call after
    a change (the catalog is rebuilt) and ``--requests`` more (cached).
+4. **resources/list.** The first page of tool resources and a page a few
+   cursors in, ``--requests`` times each (with ``--tools 100000``: what paging
+   costs on a large registry).
 
 Exit status 1 when an answer is wrong, a listener misses a notification, the
 listen p99 from sending the PUT is not under ``LISTEN_P99_TARGET_MS``, a
@@ -364,6 +367,34 @@ async def call_overhead(base_url: str, dsn: str, token: str, calls: int) -> Call
     return Calls(samples)
 
 
+async def resource_pages(
+    http: httpx.AsyncClient, auth: dict[str, str], requests: int
+) -> dict[str, list[float]]:
+    """``resources/list``: the first page and a page after a cursor from the middle of the
+    registry, ``requests`` times each (seconds)."""
+    headers, body = mcp_request("resources/list", {})
+    headers.update(auth)
+    _, first = await timed(http, "POST", "/mcp", headers=headers, content=body)
+    cursor = first["result"].get("nextCursor")
+    middle_headers, middle_body = headers, body  # a registry of one page has no middle
+    for _ in range(5):  # walk a few pages in: a cursor well past the first page
+        if cursor is None:
+            break
+        middle_headers, middle_body = mcp_request("resources/list", {"cursor": cursor})
+        middle_headers.update(auth)
+        _, page = await timed(http, "POST", "/mcp", headers=middle_headers, content=middle_body)
+        cursor = page["result"].get("nextCursor")
+    samples: dict[str, list[float]] = {"first": [], "middle": []}
+    for _ in range(requests):
+        samples["first"].append(
+            (await timed(http, "POST", "/mcp", headers=headers, content=body))[0]
+        )
+        samples["middle"].append(
+            (await timed(http, "POST", "/mcp", headers=middle_headers, content=middle_body))[0]
+        )
+    return samples
+
+
 def ms(values: list[float]) -> str:
     ordered = sorted(values)
     return f"{pct(ordered, 50) * 1000:.2f} / {pct(ordered, 99) * 1000:.2f}"
@@ -453,6 +484,7 @@ async def run(args: argparse.Namespace) -> int:
                 (await timed(http, "GET", "/v0.1/servers", params={"limit": 100}))[0]
                 for _ in range(args.requests)
             ]
+            pages = await resource_pages(http, auth, args.requests)
 
         rounds = await fan_out(base, token, args.listeners, args.rounds)
         load_after = machine_load("after")
@@ -485,6 +517,10 @@ async def run(args: argparse.Namespace) -> int:
         print(
             f"\n`GET /v0.1/servers?limit=100`: first after a change {cold * 1000:.1f} ms, "
             f"then p50 / p99 {ms(warm)} ms ({args.requests} calls)"
+        )
+        print(
+            f"\n`resources/list` ({args.tools + args.servers + 1:,} tools), p50 / p99 ms: "
+            f"first page {ms(pages['first'])}, a page from the middle {ms(pages['middle'])}"
         )
         print(
             f"\n{args.listeners} listen streams, one registration a round "

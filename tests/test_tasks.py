@@ -41,3 +41,23 @@ async def test_a_finished_task_raises_what_it_ended_with() -> None:
     await asyncio.sleep(0)
     with pytest.raises(ValueError, match="boom"):
         await cancel_and_wait(task)
+
+
+async def test_a_timeout_around_it_still_fires() -> None:
+    """The caller's own cancellation is not swallowed with its tasks' (a timeout whose
+    cancellation vanished would let the caller run on past it)."""
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)  # winds down slowly
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await cancel_and_wait(task)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

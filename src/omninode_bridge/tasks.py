@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 __all__ = ["cancel_and_wait"]
@@ -14,11 +13,16 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
 
     All are cancelled before any is awaited, so they wind down together. A
     task's ``CancelledError`` is swallowed; any other exception it ends with is
-    raised, as awaiting it would.
+    raised, as awaiting it would. A cancellation of the caller itself (a
+    timeout around it, a shutdown) still reaches the caller.
     """
     running = [task for task in tasks if task is not None]
     for task in running:
         task.cancel()
     for task in running:
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
