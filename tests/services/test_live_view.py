@@ -14,6 +14,7 @@ import pytest
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.live_view import LiveView
+from omninode_bridge.services.sql import load_queries
 from tests.support import admin, registration
 
 
@@ -132,6 +133,26 @@ async def test_the_view_pages_ids_in_order_and_says_what_each_change_touched(
         assert view.changes_since(after_c) == {"a"}
         assert view.changes_since(loaded) == {"a", "c"}
         assert view.changes_since(view.generation) == set()
+
+        # Health kept as events apply: counts without walking the view.
+        def recount() -> dict[str, int]:
+            counts = dict.fromkeys(("healthy", "stale", "critical"), 0)
+            for tool in view.tools():
+                counts[tool.health] += 1
+            return counts
+
+        assert view.health_counts() == recount() == {"healthy": 3, "stale": 0, "critical": 0}
+        liveness = load_queries("liveness.sql")
+        await repository.client.execute(  # heard from an hour ago: all stale now
+            "UPDATE tool_registrations SET last_heartbeat = now() - interval '1 hour'"
+        )
+        await repository.client.fetch(liveness["mark_stale"], 60.0, None, "test")
+        await _until("stale", lambda: view.health_counts()["stale"] == 3)
+        assert view.health_counts() == recount() == {"healthy": 0, "stale": 3, "critical": 0}
+        await repository.update_heartbeat("c")
+        await repository.client.fetch(liveness["mark_healthy"], 60.0, None, "test")
+        await _until("c healthy", lambda: view.health_counts()["healthy"] == 1)
+        assert view.health_counts() == recount() == {"healthy": 1, "stale": 2, "critical": 0}
 
         # More changes than the journal holds, unread: the view cannot say any more.
         monkeypatch.setattr("omninode_bridge.services.live_view.JOURNAL_ENTRIES", 2)

@@ -46,6 +46,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -77,6 +78,7 @@ RETRY_SECONDS = 0.5
 MEMO_ENTRIES = 1024
 PAGE_ATTEMPTS = 5
 JOURNAL_ENTRIES = 100_000
+HEALTHS = ("healthy", "stale", "critical")  # LiveTool.health
 
 
 def _health(row: Row) -> dict[str, Any]:
@@ -110,6 +112,7 @@ class LiveView:
         self._memo: dict[Hashable, tuple[int, bytes]] = {}
         self._generation = 0
         self._ids: SortedList[str] = SortedList()
+        self._health_counts = dict.fromkeys(HEALTHS, 0)
         # The tool each change made since generation _journal_floor touched, in order.
         self._journal: list[str] = []
         self._journal_floor = 0
@@ -190,6 +193,7 @@ class LiveView:
         tools: ToolStore | None = None
         members: dict[str, list[str]] = {}
         ids: list[str] = []  # in tool_id order, as the pages come
+        counts = dict.fromkeys(HEALTHS, 0)
         after = ""
         while True:
             rows = await self._page(after)
@@ -204,17 +208,17 @@ class LiveView:
             for row, data in zip(rows, encoded, strict=True):
                 registration = ModelToolRegistration.from_row(row)
                 tool_id = registration.tool_id
-                tools.put(
-                    LiveTool(
-                        tool_id,
-                        digest_of(registration),
-                        data,
-                        codec,
-                        **_health(row),
-                        version=floor,
-                        created_version=floor,
-                    )
+                tool = LiveTool(
+                    tool_id,
+                    digest_of(registration),
+                    data,
+                    codec,
+                    **_health(row),
+                    version=floor,
+                    created_version=floor,
                 )
+                tools.put(tool)
+                counts[tool.health] += 1
                 for key in set(self.keys(registration)):
                     members.setdefault(key, []).append(tool_id)
                 ids.append(tool_id)
@@ -222,6 +226,7 @@ class LiveView:
         self._floor = self._last = floor
         self._tools = tools
         self._ids = SortedList(ids)
+        self._health_counts = counts
         self._key_versions.clear()
         self._members = {key: IdSet.of_distinct(ids) for key, ids in members.items()}
         self.current = True
@@ -278,6 +283,10 @@ class LiveView:
             self._ids.add(tool_id)
         elif tool is not None and after is None:
             self._ids.remove(tool_id)
+        if tool is not None:
+            self._health_counts[tool.health] -= 1
+        if after is not None:
+            self._health_counts[after.health] += 1
         if after is None:
             self._tools.pop(tool_id)
         else:
@@ -330,8 +339,18 @@ class LiveView:
     def ids_after(self, after: str | None, limit: int) -> list[str]:
         """Up to ``limit`` tool ids in tool_id order, those after ``after`` (``None``: from
         the first); a few microseconds whatever the size of the view."""
-        start = 0 if after is None else self._ids.bisect_right(after)
-        return list(self._ids.islice(start, start + limit))
+        return list(islice(self.ids_from(after), limit))
+
+    def ids_from(self, after: str | None) -> Iterator[str]:
+        """The tool ids after ``after`` (``None``: all), in tool_id order, lazily; to be
+        consumed before the view changes (without awaiting in between)."""
+        if after is None:
+            return iter(self._ids)
+        return iter(self._ids.irange(minimum=after, inclusive=(False, True)))
+
+    def health_counts(self) -> dict[str, int]:
+        """How many tools are healthy, stale and critical now (kept as changes apply)."""
+        return dict(self._health_counts)
 
     @property
     def generation(self) -> int:

@@ -20,11 +20,9 @@ Two ways to a page, both keyset on tool_id (a page never holds more than
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field, field_validator
 
@@ -108,14 +106,8 @@ class ConsolePage(BaseModel):
 
 
 def _counts(view: LiveView) -> HealthCounts:
-    def build() -> bytes:
-        counts = {"healthy": 0, "stale": 0, "critical": 0}
-        for tool in view.tools():
-            counts[tool.health] += 1
-        return orjson.dumps({"total": sum(counts.values()), **counts})
-
-    # Computed once per change of the view, however many consoles ask.
-    return HealthCounts.model_validate(orjson.loads(view.memo(("console", "counts"), build)))
+    counts = view.health_counts()  # kept by the view as changes apply: no walk
+    return HealthCounts(total=sum(counts.values()), **counts)
 
 
 def _health(view: LiveView, tool_id: str) -> Health:
@@ -155,15 +147,22 @@ def _by_memory(view: LiveView, query: ConsoleQuery) -> tuple[list[str], str | No
 
     def wanted(tool: LiveTool) -> bool:
         return (
-            tool.tool_id > after
-            and (kind is None or tool.digest.node_type is kind)
+            (kind is None or tool.digest.node_type is kind)
             and (query.health is None or tool.health == query.health)
             and text(tool.tool_id)
             # Last: only this needs the registration decoded.
             and (operation is None or operation in _operations(tool.registration))
         )
 
-    ids = heapq.nsmallest(query.limit + 1, (t.tool_id for t in view.tools() if wanted(t)))
+    # In tool_id order from the cursor, stopping at a page and one: a common match
+    # costs a page's worth of tools, not the whole view.
+    ids: list[str] = []
+    for tool_id in view.ids_from(after or None):
+        tool = view.get(tool_id)
+        if tool is not None and wanted(tool):
+            ids.append(tool_id)
+            if len(ids) > query.limit:
+                break
     more = len(ids) > query.limit
     ids = ids[: query.limit]
     return ids, encode_page_cursor(ids[-1]) if more else None
