@@ -9,6 +9,8 @@ T, ``excluded``, ``ejected`` until T).
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,21 +81,23 @@ class RoutingExplanation:
 
 
 def account(
-    operation: str, verdicts: list[ToolVerdict], ttl_seconds: float, limit: int
+    operation: str,
+    *,
+    declared: int,
+    routable: int,
+    by_reason: dict[str, list[str]],
+    listed: list[ToolVerdict],
+    excluded: Mapping[str, str],
+    ttl_seconds: float,
 ) -> RoutingExplanation:
-    """The explanation of ``verdicts`` (one per declaring tool, by tool id)."""
-    if not verdicts:
+    """The explanation of an operation that ``declared`` tools list, ``routable`` of them
+    routable; ``by_reason``: the others' ids by reason (in any order); ``listed``: the
+    verdicts to show, the unroutable first, each group by tool id; ``excluded``: why
+    each excluded tool is (named beside it)."""
+    if not declared:
         return RoutingExplanation(
             operation, 0, 0, "no registered tool lists it in capabilities.operations"
         )
-    out = [v for v in verdicts if v.reason != "routable"]
-    routable = len(verdicts) - len(out)
-    by_reason: dict[str, list[str]] = {}
-    for verdict in out:
-        name = verdict.tool_id
-        if verdict.reason == "excluded":
-            name = f"{name}: {verdict.detail}"
-        by_reason.setdefault(verdict.reason, []).append(name)
     wording = [
         ("stale", f"stale (no heartbeat within {ttl_seconds:g}s)"),
         ("critical", "critical (failing health checks)"),
@@ -101,18 +105,23 @@ def account(
         ("ejected", "ejected after failing to connect"),
         ("no_endpoint", "without an endpoint for it"),
     ]
-    parts = [_listed(by_reason.get(reason, []), what) for reason, what in wording]
-    noun = "tool lists" if len(verdicts) == 1 else "tools list"
-    summary = f"{len(verdicts)} registered {noun} it: " + "; ".join(
+    parts = [
+        _listed(by_reason.get(reason, []), what, excluded if reason == "excluded" else {})
+        for reason, what in wording
+    ]
+    noun = "tool lists" if declared == 1 else "tools list"
+    summary = f"{declared} registered {noun} it: " + "; ".join(
         [f"{routable} routable"] * bool(routable) + [p for p in parts if p]
     )
-    shown = (out + [v for v in verdicts if v.reason == "routable"])[:limit]
-    return RoutingExplanation(operation, len(verdicts), routable, summary, tuple(shown))
+    return RoutingExplanation(operation, declared, routable, summary, tuple(listed))
 
 
-def _listed(names: list[str], what: str) -> str:
-    if not names:
+def _listed(ids: list[str], what: str, details: Mapping[str, str]) -> str:
+    """``N what (a, b, c and M more)``: the first few ids in order, each with its detail
+    beside it when ``details`` has one."""
+    if not ids:
         return ""
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    more = f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else ""
-    return f"{len(names)} {what} ({shown}{more})"
+    first = heapq.nsmallest(_NAMES_SHOWN, ids)
+    shown = ", ".join(f"{i}: {details[i]}" if i in details else i for i in first)
+    more = f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else ""
+    return f"{len(ids)} {what} ({shown}{more})"

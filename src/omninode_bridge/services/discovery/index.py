@@ -312,40 +312,67 @@ class ToolIndex:
         return self.explain_routing(operation).summary
 
     def explain_routing(self, operation: str, limit: int = 5) -> RoutingExplanation:
-        """Every declaring tool's verdict for ``operation`` now (the first ``limit`` listed)."""
+        """Every declaring tool's verdict for ``operation`` now (the first ``limit`` listed).
+
+        The routable ones are the operation's pool (counted, not walked); only the
+        tools outside it are judged one by one, and only those listed become
+        verdicts with their times: a well operation of a large registry costs a set
+        difference, not a verdict per tool.
+        """
         now = self.clock.now()
-        ids = sorted(self._declared.get(operation, ()))
-        verdicts = [self._verdict(i, operation, now) for i in ids]
-        return account(operation, verdicts, self.ttl_seconds, limit)
+        self._catch_up(now)  # the pools as they are now: what pick() would choose from
+        declared = self._declared.get(operation, [])
+        pool = self._pools.get(operation, [])
+        unroutable = set(declared).difference(pool) if len(pool) < len(declared) else set()
+        by_reason: dict[str, list[str]] = {}
+        for tool_id in unroutable:
+            by_reason.setdefault(self._verdict(tool_id, operation, now).reason, []).append(tool_id)
+        listed = heapq.nsmallest(limit, unroutable)
+        listed += heapq.nsmallest(limit - len(listed), pool)
+        return account(
+            operation,
+            declared=len(declared),
+            routable=len(pool),
+            by_reason=by_reason,
+            listed=[self._verdict(i, operation, now) for i in listed],
+            excluded=self._excluded,
+            ttl_seconds=self.ttl_seconds,
+        )
+
+    def _reason(self, tool_id: str, operation: str, now: float) -> str:
+        """The first of REASONS that applies to ``tool_id`` for ``operation`` now."""
+        slot = self._slot[tool_id]
+        if self._exp[slot] <= now:
+            return "stale"
+        excluded = self._excluded.get(tool_id)
+        if excluded is not None:
+            return "critical" if excluded == CRITICAL_REASON else "excluded"
+        if tool_id in self._ejected:
+            return "ejected"
+        if operation not in self._routed[slot]:
+            return "no_endpoint"
+        return "routable"
 
     def _verdict(self, tool_id: str, operation: str, now: float) -> ToolVerdict:
-        slot = self._slot[tool_id]
-        expires_at = self._exp[slot]
-        if expires_at <= now:
+        """:meth:`_reason` with its words and times."""
+        reason = self._reason(tool_id, operation, now)
+        if reason == "stale":
+            expires_at = self._exp[self._slot[tool_id]]
             return ToolVerdict(
                 tool_id,
-                "stale",
+                reason,
                 f"no heartbeat within the {self.ttl_seconds:g}s TTL",
                 since=db_time(expires_at) if expires_at != NEVER else None,
             )
-        if tool_id in self._excluded:
-            reason = self._excluded[tool_id]
-            return ToolVerdict(
-                tool_id,
-                "critical" if reason == CRITICAL_REASON else "excluded",
-                reason,
-                since=db_time(self._excluded_since.get(tool_id)),
-            )
-        if tool_id in self._ejected:
-            return ToolVerdict(
-                tool_id,
-                "ejected",
-                "ejected after failing to connect",
-                until=db_time(self._ejected[tool_id]),
-            )
-        if operation not in self._routed[slot]:
-            return ToolVerdict(tool_id, "no_endpoint", f"has no endpoint for {operation!r}")
-        return ToolVerdict(tool_id, "routable", "routable now")
+        if reason in ("critical", "excluded"):
+            since = db_time(self._excluded_since.get(tool_id))
+            return ToolVerdict(tool_id, reason, self._excluded[tool_id], since=since)
+        if reason == "ejected":
+            until = db_time(self._ejected[tool_id])
+            return ToolVerdict(tool_id, reason, "ejected after failing to connect", until=until)
+        if reason == "no_endpoint":
+            return ToolVerdict(tool_id, reason, f"has no endpoint for {operation!r}")
+        return ToolVerdict(tool_id, reason, "routable now")
 
     # -- internals -------------------------------------------------------------------
 
