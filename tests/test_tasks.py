@@ -61,3 +61,30 @@ async def test_a_timeout_around_it_still_fires() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_cleanup_after_a_cancellation_still_waits_for_every_task() -> None:
+    """Called from a ``finally`` of a cancelled task (a client's __aexit__ under a
+    timeout, Ctrl-C): every task is still awaited and what follows still runs."""
+    stopped: list[str] = []
+
+    async def worker(name: str) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.append(name)
+
+    async def owner() -> None:
+        workers = [asyncio.create_task(worker(n)) for n in ("a", "b")]
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await cancel_and_wait(*workers)
+            stopped.append("after")  # e.g. deregister, close the pool
+
+    task = asyncio.create_task(owner())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped == ["a", "b", "after"]

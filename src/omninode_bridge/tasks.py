@@ -13,9 +13,14 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
 
     All are cancelled before any is awaited, so they wind down together. A
     task's ``CancelledError`` is swallowed; any other exception it ends with is
-    raised, as awaiting it would. A cancellation of the caller itself (a
-    timeout around it, a shutdown) still reaches the caller.
+    raised, as awaiting it would. A cancellation of the caller that arrives while
+    it waits (a timeout around it, a shutdown) still reaches the caller; one the
+    caller was already handling (cleanup in a ``finally``) does not stop the wait.
     """
+    current = asyncio.current_task()
+    # Cancellations of the caller already under way (it may be cleaning up after one)
+    # are not this call's business: only one that arrives while it waits is re-raised.
+    pending = current.cancelling() if current is not None else 0
     running = [task for task in tasks if task is not None]
     for task in running:
         task.cancel()
@@ -23,6 +28,5 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
         try:
             await task
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
+            if current is not None and current.cancelling() > pending:
                 raise

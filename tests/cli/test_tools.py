@@ -234,3 +234,11 @@ async def test_show_gives_every_field_and_the_health_now(db_dsn: str, tmp_path: 
     document = orjson.loads(run_cli("tools", "show", tool_id, "--json", env=env).stdout)
     assert document["health"]["status"] == "critical"
     assert document["endpoints"] == TOOLS[0]["endpoints"]
+
+    # Capabilities are free JSON: operations that are not a list of strings still show.
+    odd = {**TOOLS[1], "tool_id": "odd-ops", "capabilities": {"operations": ["read", 2]}}
+    file.write_text(yaml.safe_dump(odd))
+    assert run_cli("tools", "register", "-f", str(file), env=env).returncode == 0
+    shown = run_cli("tools", "show", "odd-ops", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^operations\s+read, 2\s*$", shown.stdout, re.M)

@@ -89,6 +89,14 @@ def _as_dict(tool: ModelToolRegistration) -> dict[str, Any]:
     return data
 
 
+def _operations(tool: ModelToolRegistration) -> str:
+    """``capabilities.operations`` as text: capabilities are free JSON, so anything goes."""
+    operations = tool.capabilities.get("operations", [])
+    if operations is None:
+        return ""
+    return ", ".join(map(str, operations)) if isinstance(operations, list) else str(operations)
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "never"
@@ -129,8 +137,7 @@ def _table(
     headers += ["health", "last seen"]
     rows: list[list[str]] = []
     for tool in tools:
-        operations = tool.capabilities.get("operations", [])
-        ops = ", ".join(map(str, operations)) if isinstance(operations, list) else str(operations)
+        ops = _operations(tool)
         if not tool.is_healthy(ttl):
             health = "stale"
         elif critical and tool.tool_id in critical:
@@ -233,7 +240,9 @@ def show(
     ctx: typer.Context,
     tool_id: str = typer.Argument(..., metavar="TOOL_ID", help="The tool's id."),
     as_json: bool = typer.Option(
-        False, "--json", help="Machine-readable: the document that GET /v1/tools/TOOL_ID answers."
+        False,
+        "--json",
+        help="Machine-readable: GET /v1/tools/TOOL_ID's document and heartbeat_age_seconds.",
     ),
 ) -> None:
     """Show one tool: every field of its registration and its health now."""
@@ -277,7 +286,7 @@ def _fields(tool: ModelToolRegistrationWithHealth, ttl_seconds: float) -> Table:
         ("health", f"[{colour}]{health.status}[/]"),
         ("heartbeat", f"{_age(tool.heartbeat_age_seconds)} ({beat} the TTL of {ttl_seconds:g}s)"),
         ("checks", escape(checks)),
-        ("operations", escape(", ".join(tool.capabilities.get("operations", [])) or "-")),
+        ("operations", escape(_operations(tool) or "-")),
         ("capabilities", escape(orjson.dumps(tool.capabilities).decode())),
         *((f"endpoint {name}", escape(url)) for name, url in tool.endpoints.items()),
         ("health_endpoint", escape(tool.health_endpoint or "-")),

@@ -310,9 +310,9 @@ class LiveView:
 
     def _journal_change(self, tool_id: str) -> None:
         """Journal the change the next signal announces (see :meth:`changes_since`)."""
-        if len(self._journal) >= JOURNAL_ENTRIES:  # nobody reads it fast enough: start over
-            self._journal.clear()
-            self._journal_floor = self._generation + 1
+        if len(self._journal) >= JOURNAL_ENTRIES:  # start over: older readers compare all
+            self._journal = [tool_id]
+            self._journal_floor = self._generation
             return
         self._journal.append(tool_id)
 
@@ -361,7 +361,8 @@ class LiveView:
         """The tool ids that the changes after ``generation`` (a value :attr:`generation`
         had) touched: created, updated, deleted, or their health set. ``None`` when the
         view cannot tell: it reloaded since (a reload replaces every tool), or more than
-        ``JOURNAL_ENTRIES`` changes came after it; compare every tool then."""
+        ``JOURNAL_ENTRIES`` changes came after it (the journal starts over then, whoever
+        read it); compare every tool then."""
         if generation < self._journal_floor:
             return None
         return set(self._journal[generation - self._journal_floor :])

@@ -326,7 +326,9 @@ class ToolIndex:
         unroutable = set(declared).difference(pool) if len(pool) < len(declared) else set()
         by_reason: dict[str, list[str]] = {}
         for tool_id in unroutable:
-            by_reason.setdefault(self._verdict(tool_id, operation, now).reason, []).append(tool_id)
+            by_reason.setdefault(self._reason(tool_id, operation, now, pooled=False), []).append(
+                tool_id
+            )
         listed = heapq.nsmallest(limit, unroutable)
         listed += heapq.nsmallest(limit - len(listed), pool)
         return account(
@@ -334,13 +336,15 @@ class ToolIndex:
             declared=len(declared),
             routable=len(pool),
             by_reason=by_reason,
-            listed=[self._verdict(i, operation, now) for i in listed],
+            listed=[self._verdict(i, operation, now, pooled=i not in unroutable) for i in listed],
             excluded=self._excluded,
             ttl_seconds=self.ttl_seconds,
         )
 
-    def _reason(self, tool_id: str, operation: str, now: float) -> str:
-        """The first of REASONS that applies to ``tool_id`` for ``operation`` now."""
+    def _reason(self, tool_id: str, operation: str, now: float, *, pooled: bool) -> str:
+        """The first of REASONS that applies to ``tool_id`` for ``operation`` now;
+        ``pooled``: whether it is in the operation's pool (out of it, it is never
+        routable: its expiry was taken at a clock reading a few ms later than ``now``)."""
         slot = self._slot[tool_id]
         if self._exp[slot] <= now:
             return "stale"
@@ -351,11 +355,11 @@ class ToolIndex:
             return "ejected"
         if operation not in self._routed[slot]:
             return "no_endpoint"
-        return "routable"
+        return "routable" if pooled else "stale"
 
-    def _verdict(self, tool_id: str, operation: str, now: float) -> ToolVerdict:
+    def _verdict(self, tool_id: str, operation: str, now: float, *, pooled: bool) -> ToolVerdict:
         """:meth:`_reason` with its words and times."""
-        reason = self._reason(tool_id, operation, now)
+        reason = self._reason(tool_id, operation, now, pooled=pooled)
         if reason == "stale":
             expires_at = self._exp[self._slot[tool_id]]
             return ToolVerdict(

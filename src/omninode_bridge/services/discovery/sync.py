@@ -114,6 +114,7 @@ class IndexSync:
         self._changed = asyncio.Event()
         self._feed_failed_since: float | None = None
         self._beat_failed_since: float | None = None
+        self._refresh_logged = False  # this outage of the heartbeat refresh was logged
         self._last_beat_ok = time.monotonic()
         self._last_error: BaseException | None = None
         self._reported_unavailable = False
@@ -343,8 +344,12 @@ class IndexSync:
             except Exception as exc:  # retried next period, reported by check()
                 # Logged once per outage (retried every period, a few times a second):
                 # the index's degraded state and metrics say it lasts; recovery is logged.
-                first = self._beat_failed_since is None
-                if first and not isinstance(exc, RegistryUnavailableError | TimeoutError):
+                # An outage is logged at its first error that is not a plain outage of
+                # the database (which the pool and the feed report themselves).
+                if not self._refresh_logged and not isinstance(
+                    exc, RegistryUnavailableError | TimeoutError
+                ):
+                    self._refresh_logged = True
                     logger.exception(
                         "discovery index: refreshing heartbeats failed (retried every %gs; "
                         "logged again after it recovers)",
@@ -354,6 +359,7 @@ class IndexSync:
                 continue
             if full:
                 next_sweep = time.monotonic() + self.tuning.full_sweep_interval
+            self._refresh_logged = False
             self._recovered("heartbeats")
 
     async def refresh_heartbeats(self, *, full: bool = False) -> int:
