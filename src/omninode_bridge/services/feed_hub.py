@@ -130,7 +130,6 @@ class FeedHub:
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._follower: FeedFollower | None = None
-        self.dropped = 0  # subscribers cut off for lagging
         self._first_read = asyncio.Event()
 
     @property
@@ -233,7 +232,6 @@ class FeedHub:
             for subscriber in list(subscribers):
                 if not subscriber.offer(event, size):
                     subscribers.discard(subscriber)
-                    self.dropped += 1
                     if subscriber.on_dropped is not None:
                         subscriber.on_dropped()
                     subscriber.end(
