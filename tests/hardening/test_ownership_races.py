@@ -155,3 +155,27 @@ async def test_batch_heartbeat_with_one_foreign_id_writes_nothing(server: Server
             "/v1/heartbeats", json={"tool_ids": [f"m-{uid}", f"gone-{uid}"]}, headers=mine
         )
         assert ok.json() == {"updated": 1, "unknown": [f"gone-{uid}"]}
+
+
+async def test_one_token_racing_itself_on_one_id_is_never_refused(server: Server, uid: str) -> None:
+    """Creates and deletes of one id by its only writer, concurrently: each answer is
+    200/201, 204 or 404, never a 403 that names an owner the tool never had (the reason
+    for a write that changed nothing was read in two statements, with a delete and a
+    re-create between them)."""
+    token = bearer(await server.token("write"))
+    tool_id = f"self-race-{uid}"
+    statuses: list[int] = []
+
+    async def churn(worker: int) -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            for n in range(40):
+                if (n + worker) % 2:
+                    response = await http.delete(f"/v1/tools/{tool_id}", headers=token)
+                else:
+                    body = tool_body(tool_id)
+                    response = await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)
+                statuses.append(response.status_code)
+                assert response.status_code in (200, 201, 204, 404), response.text
+
+    await asyncio.gather(*(churn(w) for w in range(8)))
+    assert len(statuses) == 320

@@ -509,6 +509,19 @@ class ToolRegistrationRepository:
         owner = await self.client.fetchval(Q["get_owner"], tool_id)
         return str(owner) if owner is not None else None
 
+    async def get_registration_owner(self, tool_id: str) -> tuple[bool, str | None]:
+        """Whether ``tool_id`` is registered, and its owner (``None``: none), read together.
+
+        Two separate reads can straddle a delete and a re-create and pair "no owner"
+        with "registered": a tool that never was unowned.
+        """
+        if not could_be_registered(tool_id):
+            return False, None
+        row = await self.client.fetchrow(Q["registration_owner"], tool_id)
+        assert row is not None  # the query answers one row for any id
+        owner = row["owner"]
+        return bool(row["registered"]), str(owner) if owner is not None else None
+
     async def get_owners(self, tool_ids: Sequence[str]) -> dict[str, str]:
         """The owners of those of ``tool_ids`` that have one."""
         rows = await self.client.fetch(

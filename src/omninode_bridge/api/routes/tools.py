@@ -111,8 +111,8 @@ async def _why_not(state: State, principal: Writer, tool_id: str) -> None:
     two requests of one token creating the same id): the caller retries the
     write, which is owner-checked again.
     """
-    owner = await state.repository.get_owner(tool_id)
-    if owner is None and await state.repository.get_registration(tool_id) is None:
+    registered, owner = await state.repository.get_registration_owner(tool_id)
+    if not registered:
         raise ToolNotFoundError(tool_id)
     check_owner(principal, tool_id, owner)
 

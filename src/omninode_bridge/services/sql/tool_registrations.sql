@@ -250,6 +250,13 @@ SELECT $1::text::jsonpath
 -- name: get_owner
 SELECT owner FROM tool_owners WHERE tool_id = $1
 
+-- name: registration_owner
+-- Whether $1 is registered and who owns it, from one snapshot.
+SELECT r.tool_id IS NOT NULL AS registered, o.owner
+FROM (SELECT $1::varchar AS tool_id) q
+LEFT JOIN tool_registrations r ON r.tool_id = q.tool_id
+LEFT JOIN tool_owners o ON o.tool_id = q.tool_id
+
 -- name: get_owners
 SELECT tool_id, owner FROM tool_owners WHERE tool_id = ANY($1::varchar[])
 
