@@ -242,3 +242,18 @@ async def test_show_gives_every_field_and_the_health_now(db_dsn: str, tmp_path: 
     shown = run_cli("tools", "show", "odd-ops", env=env)
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"^operations\s+read, 2\s*$", shown.stdout, re.M)
+
+    # Anybody's text reaches an operator's terminal: no escape sequence or bidi override
+    # gets through raw (one would clear the screen, the other reorder what it shows).
+    hostile = {
+        **TOOLS[1],
+        "tool_id": "hostile-text",
+        "capabilities": {"operations": ["\x1b[2Jclear", "\u202eesrever"]},
+        "metadata": {"note": "\x1b]0;title\x07"},
+    }
+    file.write_text(json.dumps(hostile))
+    assert run_cli("tools", "register", "-f", str(file), env=env).returncode == 0
+    for args in (("tools", "show", "hostile-text"), ("tools", "list", "--wide")):
+        out = run_cli(*args, env=env).stdout
+        assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, args
+        assert "\\u001b[2Jclear" in out, args

@@ -8,6 +8,7 @@ pays for them; ``benchmarks/bench_cli.py`` keeps it so).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -69,15 +70,24 @@ class _Output:
         return self.rich.width
 
 
+# C0 controls but tab and newline (messages have lines), C1 controls, and the
+# bidirectional and other invisible formatting characters.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
 console = _Output(stderr=False)
 err_console = _Output(stderr=True)
 
 
 def escape(text: str) -> str:
-    """``text`` with rich markup (``[red]``) made literal."""
+    """``text`` made safe to print: rich markup (``[red]``) literal, and control and
+    format characters but tab and newline (an ESC that would clear the screen, a
+    right-to-left override that would reorder it) shown as ``\\u001b``-style escapes:
+    registrations are anybody's text."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def new_table(*headers: str) -> Table:
