@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -139,6 +141,25 @@ async def test_a_leader_whose_session_is_killed_steps_down(
     assert leading[0].election.fence != fence
     assert pid not in await lock_holders(db_dsn)
     assert (await lease_row(db_dsn))["generation"] == fence.generation + 1
+
+
+async def test_a_leader_whose_renewal_fails_past_its_lease_is_deposed(
+    candidates: list[Candidate], db_dsn: str
+) -> None:
+    """The leader's backend stalls (SIGSTOP): the renewal times out after the lease ran
+    out, which is a deposition (logged and counted as one), not only an outage; the other
+    candidate takes over meanwhile. A frozen leader process waking up meets the same."""
+    await wait_for(lambda: any(c.election.is_leader for c in candidates), 10, "a leader")
+    (leader,) = [c for c in candidates if c.election.is_leader]
+    (other,) = [c for c in candidates if c is not leader]
+    pid = (await lease_row(db_dsn))["holder_pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await wait_for(lambda: leader.cancelled == 1, 10, "the stalled leader to stop its work")
+        await wait_for(lambda: other.election.is_leader, 10, "the other to take over")
+        assert leader.metrics.deposed._value.get() == 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def runner_settings(**overrides: object) -> Settings:

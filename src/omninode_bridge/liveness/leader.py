@@ -303,6 +303,14 @@ class LeaderElection:
                 "before it ran out; stepping down"
             ) from None
         except _DRIVER_ERRORS as exc:
+            if not fence.valid():
+                # Whatever failed (a frozen process waking to a timeout, a stalled
+                # backend), the lease ran out before it was renewed: this is a
+                # deposition, not only an outage, and is told (and counted) as one.
+                raise LeadershipLostError(
+                    f"lease {fence.name!r} generation {fence.generation} ran out while its "
+                    f"renewal failed ({translate(exc, self._where)}); stepping down"
+                ) from exc
             raise translate(exc, self._where) from exc
         if renewed is None:
             raise LeadershipLostError(
