@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import time
+from collections.abc import Iterator
 from datetime import datetime
 
+import asyncpg
 import orjson
+import pytest
 
-from omninode_bridge.logs import IsoFormatter, JsonFormatter
+from omninode_bridge.logs import IsoFormatter, JsonFormatter, OutageOneLiner, configure
+from tests.support import SwitchableProxy
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -48,3 +54,64 @@ def test_json_keeps_an_exception_on_its_one_line() -> None:
     line = JsonFormatter().format(record)
     assert "\n" not in line
     assert "ValueError: boom" in orjson.loads(line)["exception"]
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def configured() -> Iterator[_Captured]:
+    """The server's logging, with a handler that keeps the records; restored after."""
+    root, pool_logger = logging.getLogger(), logging.getLogger("asyncpg.pool")
+    saved = root.handlers[:], root.level, pool_logger.filters[:]
+    configure("info", "text")
+    captured = _Captured()
+    root.addHandler(captured)
+    try:
+        yield captured
+    finally:
+        root.handlers[:], pool_logger.filters[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+
+
+async def test_the_pool_failing_to_reconnect_in_an_outage_logs_one_line(
+    db_dsn: str, configured: _Captured
+) -> None:
+    """asyncpg's pool warns with a traceback each time it fails to reopen its floor of
+    connections (for a whole outage); under ``configure`` each is one line with the error."""
+    proxy = SwitchableProxy(db_dsn)
+    await proxy.up()
+    pool = await asyncpg.create_pool(proxy.dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await proxy.down()  # the primary is gone mid-use
+            with pytest.raises((asyncpg.PostgresConnectionError, OSError)):
+                await conn.fetchval("SELECT 1")
+        deadline = time.monotonic() + 10
+        while not (found := [r for r in configured.records if r.name == "asyncpg.pool"]):
+            assert time.monotonic() < deadline, "the pool never tried to restore its floor"
+            await asyncio.sleep(0.05)
+    finally:
+        pool.terminate()
+    record = found[0]
+    assert record.exc_info is None
+    message = record.getMessage()
+    assert message.startswith("Failed to restore the pool connection floor; retrying (")
+    assert "Error" in message and "\n" not in message
+
+
+def test_other_exceptions_keep_their_traceback() -> None:
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        record = _record("Failed to restore the pool connection floor; retrying")
+        record.exc_info = sys.exc_info()
+    assert OutageOneLiner().filter(record)
+    assert record.exc_info is not None
+    assert record.getMessage() == "Failed to restore the pool connection floor; retrying"

