@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from omninode_bridge.liveness import LEASE_NAME
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from omninode_bridge.services.feed_hub import FeedHub
 from omninode_bridge.services.live_view import LiveView
@@ -153,6 +154,19 @@ async def test_the_view_pages_ids_in_order_and_says_what_each_change_touched(
         await repository.client.fetch(liveness["mark_healthy"], 60.0, None, "test")
         await _until("c healthy", lambda: view.health_counts()["healthy"] == 1)
         assert view.health_counts() == recount() == {"healthy": 1, "stale": 2, "critical": 0}
+        # Active checks: critical counts over stale and healthy alike, passing gives it back.
+        for tool_id, status in (("c", "critical"), ("b", "critical"), ("c", "passing")):
+            generation = await repository.client.fetchval(
+                "SELECT coalesce(max(check_generation), 0) FROM tool_health WHERE tool_id = $1",
+                tool_id,
+            )
+            await repository.client.fetch(
+                liveness["record_checks"],
+                [tool_id], [status], [0], [0], [True], [1.0], [None], [generation],
+                [status], ["test"], None, LEASE_NAME,
+            )  # fmt: skip
+        await _until("c passing", lambda: getattr(view.get("c"), "check_status", "") == "passing")
+        assert view.health_counts() == recount() == {"healthy": 1, "stale": 1, "critical": 1}
 
         # More changes than the journal holds, unread: the view cannot say any more.
         monkeypatch.setattr("omninode_bridge.services.live_view.JOURNAL_ENTRIES", 2)
