@@ -56,6 +56,7 @@ __all__ = [
     "ID_PREFIX",
     "NODE_TYPES",
     "OTHER_OPERATIONS",
+    "QUIET_CHECKS",
     "RARE",
     "REPO_ROOT",
     "SEED_BATCH",
@@ -86,6 +87,7 @@ __all__ = [
     "served",
     "start_process",
     "stop_process",
+    "tool_base",
     "tool_id",
     "tool_payload",
     "wait_ready",
@@ -417,6 +419,20 @@ TEAMS = ["platform", "data", "ml", "search", "media", "security", "infra", "bill
 NODE_TYPES = [NodeType.EFFECT, NodeType.COMPUTE, NodeType.REDUCER, NodeType.ORCHESTRATOR]
 
 
+# Active checks, off in the benchmarks' servers (a benchmark that measures them sets its
+# own interval): each term's first checks spread over a day, so a run probes next to none.
+QUIET_CHECKS = {"TOOLREG_CHECK_INTERVAL_SECONDS": "86400"}
+
+
+def tool_base(tool_id: str) -> str:
+    """The base URL of a seeded tool's endpoints: a loopback address literal with nothing
+    listening (the discard port), a path per tool. Benchmarks send traffic to loopback only:
+    made-up host names (``<id>.tools.svc.cluster.local``) sent every health check of the
+    seeded tools to the network's DNS server; a literal resolves nowhere and a probe is
+    refused at once."""
+    return f"http://127.0.0.1:9/{tool_id}"
+
+
 def tool_payload(rng: random.Random, tool_id: str) -> dict[str, Any]:
     """A realistic registration: 1-7 operations, formats, limits, endpoints, metadata."""
     operations = rng.sample(OTHER_OPERATIONS, rng.randint(1, 5))
@@ -424,7 +440,7 @@ def tool_payload(rng: random.Random, tool_id: str) -> dict[str, Any]:
         operations.insert(0, "read")
     if rng.random() < 0.01:
         operations.append("transcode")
-    host = f"http://{tool_id}.tools.svc.cluster.local:8080"
+    host = tool_base(tool_id)
     return {
         "tool_id": tool_id,
         "node_type": rng.choices(NODE_TYPES, weights=[4, 4, 1, 1])[0],
@@ -454,7 +470,7 @@ def tool_id(i: int) -> str:
 def api_tool_payload(rng: random.Random, i: int) -> dict[str, Any]:
     """The HTTP benchmarks' registration of about a kilobyte: 3 of 8 operations (``stamp`` too)."""
     ops = rng.sample(["read", "write", "list", "stamp", "hash", "sign", "convert", "index"], 3)
-    host = f"http://{tool_id(i)}.tools.svc.cluster.local:8080"
+    host = tool_base(tool_id(i))
     return {
         "tool_id": tool_id(i),
         "node_type": rng.choice(["effect", "compute", "reducer", "orchestrator"]),
@@ -601,12 +617,14 @@ def print_logs(*procs: Proc | None) -> None:
 def serve(dsn: str, logs: Path, name: str = "toolreg", **env: str) -> Proc:
     """``toolreg serve`` on ``dsn`` (already migrated), warnings only, answering /health.
 
-    ``env`` adds settings (``TOOLREG_...``) to an environment without the caller's.
+    ``env`` adds settings (``TOOLREG_...``) to an environment without the caller's
+    (active checks are off unless ``env`` sets their interval: ``QUIET_CHECKS``).
     """
     port = free_port()
     command = [TOOLREG, "serve", "--host", HOST, "--port", str(port), "--no-migrate"]
     command += ["--log-level", "warning"]
-    proc = start_process(name, command, clean_env(DATABASE_URL=dsn, **env), port, logs)
+    settings = clean_env(DATABASE_URL=dsn, **(QUIET_CHECKS | env))
+    proc = start_process(name, command, settings, port, logs)
     try:
         wait_ready(proc)
     except BaseException:

@@ -70,6 +70,7 @@ import orjson
 from benchmarks._support import (
     HOST,
     ID_PREFIX,
+    QUIET_CHECKS,
     REPO_ROOT,
     TOOLREG,
     Database,
@@ -582,7 +583,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> list[Row]:
         token = asyncio.run(prepare(dsn, args.tools))
         print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
 
-        env = clean_env(DATABASE_URL=dsn)
+        env = clean_env(DATABASE_URL=dsn, **QUIET_CHECKS)
         full_env = env | dict(setting.split("=", 1) for setting in args.full_env)
         full_port, bare_port = free_port(), free_port()
         full_cmd = [TOOLREG, "serve", "--port", str(full_port), "--no-migrate"]

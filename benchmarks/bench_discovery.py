@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 from tests.services.discovery.tool_server import ToolProcess
 
-from benchmarks._support import Database, rss_mib
+from benchmarks._support import Database, rss_mib, tool_base
 from omninode_bridge.models import ModelToolRegistrationCreate, NodeType
 from omninode_bridge.services import (
     PostgresClient,
@@ -85,7 +85,7 @@ def tool(rng: random.Random, tool_id: str) -> ModelToolRegistrationCreate:
         operations.append("read")
     if rng.random() < 0.01:
         operations.append("stamp")
-    base = f"http://{tool_id}.tools.svc.cluster.local:8080"
+    base = tool_base(tool_id)
     return ModelToolRegistrationCreate(
         tool_id=tool_id,
         node_type=rng.choice(list(NodeType)),

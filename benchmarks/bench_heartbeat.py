@@ -125,7 +125,7 @@ def start_servers(dsn: str, work: Path, sides: tuple[str, ...]) -> Servers:
     servers = Servers()
     try:
         for side in sides:
-            env = support.clean_env(DATABASE_URL=dsn)
+            env = support.clean_env(DATABASE_URL=dsn, **support.QUIET_CHECKS)
             if side == "single":
                 env["TOOLREG_HEARTBEAT_BATCH_WINDOW_MS"] = "0"
             port = support.free_port()
