@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from omninode_bridge.liveness import LEASE_NAME, Fence, HealthChecker
+from omninode_bridge.liveness.scheduler import CheckScheduler
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
+from omninode_bridge.services.sql import load_queries
 from tests.liveness.health_server import HealthServer
 from tests.liveness.helpers import register
 from tests.liveness.servers import spawn, stop
@@ -112,3 +119,43 @@ async def test_stale_tools_are_not_probed_until_a_heartbeat_returns(
         await wait_for("the returning tool's first check", 5 * INTERVAL + SLACK, gone_checked)
     finally:
         stop(server)
+
+
+async def test_the_tools_are_read_in_pages_and_a_deleted_one_is_dropped(
+    repository: ToolRegistrationRepository,
+    postgres_client: PostgresClient,
+    health_server: HealthServer,
+    make_checker: Callable[..., HealthChecker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler reads its tools a page at a time (pages of 2 here): every tool of
+    every page is checked, and a tool deleted meanwhile leaves the schedule at the next
+    reload (the tools seen are gathered over all pages). In-process, about 2 s."""
+    monkeypatch.setattr("omninode_bridge.liveness.scheduler.SCHEDULE_PAGE", 2)
+    ids = [f"paged-{i}" for i in range(5)]
+    for tool_id in ids:
+        await register(repository, tool_id, health=health_server.url(f"/{tool_id}"))
+    await register(repository, "no-endpoint")  # never a target
+    generation = await postgres_client.fetchval(
+        load_queries("liveness.sql")["lease_acquire"], LEASE_NAME, "test", 60.0, None, 0
+    )
+    scheduler = CheckScheduler(make_checker(check_interval_seconds=INTERVAL))
+    running = asyncio.create_task(scheduler.run(Fence(int(generation))))
+    try:
+
+        async def every_tool_checked_twice() -> bool:
+            return all(health_server.hits[f"/{t}"] >= 2 for t in ids)
+
+        await wait_for("every tool's checks", 10, every_tool_checked_twice)
+        assert sorted(scheduler._targets) == ids
+        assert await repository.delete_registration("paged-2")
+
+        async def dropped() -> bool:
+            return "paged-2" not in scheduler._targets
+
+        await wait_for("the deleted tool to leave the schedule", 5, dropped)
+        assert sorted(scheduler._targets) == [t for t in ids if t != "paged-2"]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

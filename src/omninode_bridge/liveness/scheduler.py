@@ -33,6 +33,7 @@ import os
 import time
 import zlib
 from dataclasses import dataclass, replace
+from typing import Any
 
 from omninode_bridge.errors import OmniNodeBridgeError
 from omninode_bridge.liveness.checker import (
@@ -52,6 +53,7 @@ __all__ = ["CheckScheduler"]
 
 logger = logging.getLogger(__name__)
 Q = load_queries("liveness.sql")
+SCHEDULE_PAGE = 20_000  # tools per query when the scheduler reads the tools to check
 
 
 @dataclass(slots=True, eq=False)
@@ -231,15 +233,34 @@ class CheckScheduler:
     # -- reading the tools --------------------------------------------------------------
 
     async def _reload(self, *, spread: bool) -> None:
-        try:
-            rows = await self.checker.client.fetch(Q["check_schedule"], self.ttl)
-        except OmniNodeBridgeError as exc:
-            self.checker.metrics.pass_errors.labels("check").inc()
-            logger.warning("health checks: reading the tools failed (next in %gs): %s",
-                           self.interval, exc)  # fmt: skip
-            return
+        """Read every tool to check again, a page of ``SCHEDULE_PAGE`` at a time (one
+        query of a million rows outlived its timeout and held them all at once); each
+        page updates the targets as it comes. Targets of tools gone are dropped only
+        after a complete read: a failed page leaves them for the next reload."""
+        seen: set[str] = set()
+        after = ""
+        while True:
+            try:
+                rows = await self.checker.client.fetch(
+                    Q["check_schedule"], self.ttl, after, SCHEDULE_PAGE
+                )
+            except OmniNodeBridgeError as exc:
+                self.checker.metrics.pass_errors.labels("check").inc()
+                logger.warning("health checks: reading the tools failed (next in %gs): %s",
+                               self.interval, exc)  # fmt: skip
+                self._count()
+                return
+            self._update(rows, seen, spread=spread)
+            if len(rows) < SCHEDULE_PAGE:
+                break
+            after = rows[-1]["tool_id"]
+        for tool_id in [t for t in self._targets if t not in seen]:
+            del self._targets[tool_id]
+        self._count()
+
+    def _update(self, rows: list[Any], seen: set[str], *, spread: bool) -> None:
+        """Bring the targets of one page of ``check_schedule`` up to date."""
         now = time.monotonic()
-        seen = set()
         for row in rows:
             tool_id, url, fresh = row["tool_id"], row["health_endpoint"], bool(row["fresh"])
             seen.add(tool_id)
@@ -266,9 +287,6 @@ class CheckScheduler:
                 target.busy = True  # its endpoint went: reset to unknown, through the writer
                 self._pending.append((target, None))
                 self._flush.set()
-        for tool_id in [t for t in self._targets if t not in seen]:
-            del self._targets[tool_id]
-        self._count()
 
     def _count(self) -> None:
         counts = {"checked": 0, "suspect": 0, "stale": 0}

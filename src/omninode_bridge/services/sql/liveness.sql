@@ -181,7 +181,8 @@ DELETE FROM tool_id_releases WHERE released_at < now() - make_interval(secs => $
 -- name: check_schedule
 -- What the leader's check scheduler needs of every tool with a health endpoint
 -- (or a check status to reset, its endpoint gone): its check state, and whether
--- its heartbeat is within the TTL ($1 s) by the database clock.
+-- its heartbeat is within the TTL ($1 s) by the database clock. One page: the
+-- tools after tool_id $2, in tool_id order, at most $3.
 SELECT r.tool_id, r.health_endpoint,
        COALESCE(h.check_status, 'unknown') AS check_status,
        COALESCE(h.consecutive_failures, 0) AS failures,
@@ -191,7 +192,10 @@ SELECT r.tool_id, r.health_endpoint,
            AS fresh
 FROM tool_registrations r
 LEFT JOIN tool_health h ON h.tool_id = r.tool_id
-WHERE r.health_endpoint IS NOT NULL OR COALESCE(h.check_status, 'unknown') <> 'unknown'
+WHERE r.tool_id > $2::varchar
+  AND (r.health_endpoint IS NOT NULL OR COALESCE(h.check_status, 'unknown') <> 'unknown')
+ORDER BY r.tool_id
+LIMIT $3::int
 
 -- name: record_checks
 -- Store a pass's results. Each row is written only if its check state is still
