@@ -24,14 +24,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from itertools import takewhile
+from typing import TYPE_CHECKING, Any
 
 from omninode_bridge.errors import RegistryUnavailableError, ResyncRequiredError
 from omninode_bridge.models import ChangeEvent
 from omninode_bridge.services.change_feed import CHANNEL, ChangeFeed
+from omninode_bridge.services.cursors import FeedPosition
 from omninode_bridge.services.sql import load_queries
 
 __all__ = ["FOLLOWER_APPLICATION_NAME", "FeedFollower", "FollowTuning"]
+
+if TYPE_CHECKING:
+    from omninode_bridge.services.postgres_client import PooledConnection
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +104,8 @@ class FeedFollower:
         self.reconnects = 0
 
     async def batches(self) -> AsyncIterator[list[ChangeEvent]]:
-        """Non-empty batches of events after the cursor, in feed order, forever.
+        """Non-empty batches of events after the cursor, in feed order, forever; each ends
+        with the last event of a transaction (see :meth:`_read`).
 
         The cursor advances past a batch when the consumer asks for the next
         one. Raises ResyncRequiredError only; every other error is retried.
@@ -148,6 +154,27 @@ class FeedFollower:
         if self.on_recovered is not None:
             self.on_recovered()
 
+    async def _read(self, conn: PooledConnection) -> tuple[list[ChangeEvent], bool]:
+        """The events after the cursor, ``batch_size`` of them and then the rest of the last
+        one's transaction; and whether more may be readable at once.
+
+        Consumers show readers their state between two batches, and the Consul index
+        is a transaction id: a reader that saw half of a transaction under its id
+        would block on that id while the other half applied. So a batch ends with a
+        transaction (one larger than ``batch_size`` comes whole, in one batch).
+        """
+        size = self.tuning.batch_size
+        events = await self.feed.changes(self.cursor, size, conn=conn)
+        if len(events) < size:  # a read sees whole transactions: all of it was read
+            return events, False
+        txid = FeedPosition.parse(events[-1].cursor).txid
+        while True:
+            more = await self.feed.changes(events[-1].cursor, size, conn=conn)
+            rest = list(takewhile(lambda e: FeedPosition.parse(e.cursor).txid == txid, more))
+            events.extend(rest)
+            if len(rest) < size:
+                return events, True
+
     async def _follow_once(self) -> AsyncIterator[list[ChangeEvent]]:
         """One connection's worth of following; raises when the connection is lost."""
         signals = _Signals()
@@ -168,13 +195,13 @@ class FeedFollower:
                         )
                     signals.wake.clear()
                     announced, signals.announced = signals.announced, False
-                    events = await self.feed.changes(self.cursor, tuning.batch_size, conn=conn)
+                    events, full = await self._read(conn)
                     if first:
                         first = False
                         self._recovered()
                     if events:
                         yield events
-                    if len(events) == tuning.batch_size:
+                    if full:
                         continue
                     held = not events and (held or announced)
                     if held:
