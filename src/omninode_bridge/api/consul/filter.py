@@ -10,20 +10,20 @@ A selector is a dotted path into the answer's entries (``Service.Meta.version``,
 ``Service.Tags``, ``Checks.Status``, ``ServiceMeta.version`` for the catalog);
 through a list of objects (``Checks``) it yields every element's value, and
 ``==`` holds when any of them matches. Values are double-quoted, backquoted,
-or bare words. Anything else (``matches``, numbers compared as numbers, an
-unknown top-level field) is a ValidationFailedError naming ``filter`` and what
-is not supported.
+or bare words; parentheses and ``not`` nest at most ``MAX_DEPTH`` deep.
+Anything else (``matches``, numbers compared as numbers, an unknown top-level
+field) is a ValidationFailedError naming ``filter`` and what is not supported.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from omninode_bridge.errors import ValidationFailedError
 
-__all__ = ["compile_filter"]
+__all__ = ["MAX_DEPTH", "compile_filter"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -37,6 +37,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "in", "is", "empty", "contains"}
+# Parsing and evaluating recurse once per level: deeper, a filter of 4096 characters
+# ran out of Python's stack (a 500) instead of being refused.
+MAX_DEPTH = 64
 
 
 def FilterError(message: str) -> ValidationFailedError:
@@ -84,6 +87,10 @@ def _resolve(entry: Mapping[str, Any], path: list[str]) -> list[Any]:
     return values
 
 
+def _negated(predicate: Predicate) -> Predicate:
+    return lambda e: not predicate(e)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -95,6 +102,7 @@ class _Parser:
         self.tokens = tokens
         self.pos = 0
         self.fields = fields
+        self.depth = 0
 
     def peek(self, offset: int = 0) -> tuple[str, str] | None:
         index = self.pos + offset
@@ -119,36 +127,41 @@ class _Parser:
         return predicate
 
     def parse_or(self) -> Predicate:
-        return self._chain("or", self.parse_and, lambda a, b: lambda e: a(e) or b(e))
+        return self._chain("or", self.parse_and, any)
 
     def parse_and(self) -> Predicate:
-        return self._chain("and", self.parse_not, lambda a, b: lambda e: a(e) and b(e))
+        return self._chain("and", self.parse_not, all)
 
     def _chain(
         self,
         word: str,
         operand: Callable[[], Predicate],
-        join: Callable[[Predicate, Predicate], Predicate],
+        combine: Callable[[Iterable[bool]], bool],
     ) -> Predicate:
-        """Operands separated by the keyword ``word``, joined from the left."""
-        left = operand()
+        """Operands separated by the keyword ``word``, evaluated from the left until
+        ``combine`` (``any`` or ``all``) knows; one level of evaluation however many."""
+        operands = [operand()]
         while self.peek() == ("kw", word):
             self.take()
-            left = join(left, operand())
-        return left
+            operands.append(operand())
+        if len(operands) == 1:
+            return operands[0]
+        return lambda e: combine(p(e) for p in operands)
 
     def parse_not(self) -> Predicate:
-        if self.peek() == ("kw", "not"):
-            self.take()
-            inner = self.parse_not()
-            return lambda e: not inner(e)
-        if self.peek() == ("lparen", "("):
-            self.take()
+        if self.peek() not in (("kw", "not"), ("lparen", "(")):
+            return self.parse_match()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FilterError(f"filter: parentheses and 'not' nest more than {MAX_DEPTH} deep")
+        if self.take() == ("kw", "not"):
+            inner = _negated(self.parse_not())
+        else:
             inner = self.parse_or()
             if self.take() != ("rparen", ")"):
                 raise FilterError("filter: a '(' is not closed")
-            return inner
-        return self.parse_match()
+        self.depth -= 1
+        return inner
 
     def selector(self, token: tuple[str, str]) -> list[str]:
         if token[0] != "word":
