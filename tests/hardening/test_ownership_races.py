@@ -158,10 +158,11 @@ async def test_batch_heartbeat_with_one_foreign_id_writes_nothing(server: Server
 
 
 async def test_one_token_racing_itself_on_one_id_is_never_refused(server: Server, uid: str) -> None:
-    """Creates and deletes of one id by its only writer, concurrently: each answer is
-    200/201, 204 or 404, never a 403 that names an owner the tool never had (the reason
-    for a write that changed nothing was read in two statements, with a delete and a
-    re-create between them)."""
+    """Creates and deletes of one id by its only writer, concurrently: a PUT answers 200
+    or 201 and a DELETE 204 or 404, never a 403 (the reason for a write that changed
+    nothing was read in two statements, with a delete and a re-create between them; a
+    replace checked the owner in its statement's snapshot, which lacked the owner of a
+    row created after it began) nor a 404 for a PUT."""
     token = bearer(await server.token("write"))
     tool_id = f"self-race-{uid}"
     statuses: list[int] = []
@@ -171,11 +172,48 @@ async def test_one_token_racing_itself_on_one_id_is_never_refused(server: Server
             for n in range(40):
                 if (n + worker) % 2:
                     response = await http.delete(f"/v1/tools/{tool_id}", headers=token)
+                    assert response.status_code in (204, 404), response.text
                 else:
                     body = tool_body(tool_id)
                     response = await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)
+                    assert response.status_code in (200, 201), response.text
                 statuses.append(response.status_code)
-                assert response.status_code in (200, 201, 204, 404), response.text
 
     await asyncio.gather(*(churn(w) for w in range(8)))
     assert len(statuses) == 320
+
+
+async def test_a_put_racing_another_tokens_delete_never_answers_404(
+    server: Server, uid: str
+) -> None:
+    """Token b creates and deletes an id over and over; token a replaces it meanwhile. Each
+    of a's PUTs is refused (b owns the tool: 403) or creates or replaces it (201, 200),
+    never a 404 (a refused replace whose diagnosis found the tool deleted answered that
+    a PUT's tool is not registered, though a PUT creates a missing tool)."""
+    async with _racers(server) as (tokens, one, two):
+        tool_id = f"put-vs-delete-{uid}"
+        seen: dict[str, list[int]] = {"a": [], "b": []}
+
+        async def owner_churn() -> None:
+            for _ in range(60):
+                put = await two.put(
+                    f"/v1/tools/{tool_id}", json=_by(tool_id, "b"), headers=tokens["b"]
+                )
+                deleted = await two.delete(f"/v1/tools/{tool_id}", headers=tokens["b"])
+                seen["b"] += [put.status_code, deleted.status_code]
+
+        async def replacer() -> None:
+            for _ in range(120):
+                put = await one.put(
+                    f"/v1/tools/{tool_id}", json=_by(tool_id, "a"), headers=tokens["a"]
+                )
+                assert put.status_code in (200, 201, 403), put.text
+                seen["a"].append(put.status_code)
+                if put.status_code in (200, 201):  # a owns it now: give it back
+                    assert (
+                        await one.delete(f"/v1/tools/{tool_id}", headers=tokens["a"])
+                    ).status_code in (204, 404)
+
+        await asyncio.gather(owner_churn(), replacer())
+        assert len(seen["a"]) == 120
+        assert set(seen["b"]) <= {200, 201, 204, 403, 404}, seen["b"]

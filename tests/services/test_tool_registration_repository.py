@@ -22,7 +22,7 @@ from omninode_bridge.models import (
 )
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from tests.models.test_registration import BAD_INPUT, GOOD
-from tests.support import registration
+from tests.support import connection, registration
 
 
 async def count_rows(client: PostgresClient) -> int:
@@ -495,3 +495,38 @@ async def test_impossible_ids_are_simply_absent(
         await repository.update_registration(tool_id, ModelToolRegistrationUpdate(metadata={}))
         is None
     )
+
+
+async def test_a_replace_sees_the_owner_of_a_row_created_after_it_began(
+    repository: ToolRegistrationRepository, db_dsn: str
+) -> None:
+    """A creator's transaction holds a new registration and its owner, uncommitted; an
+    owner-checked replace by the same owner starts (its snapshot lacks both), waits on the
+    row, and goes on when the creator commits. It replaces the row it then locks, and must
+    judge that row's owner as committed with it, not as its snapshot saw it (nobody): it
+    was refused, and two requests of one token racing on one id got a 403."""
+    tool_id, owner = "created-meanwhile", "team-a"
+    async with connection(db_dsn) as creator:
+        transaction = creator.transaction()
+        await transaction.start()
+        await creator.execute(
+            "INSERT INTO tool_registrations (tool_id, node_type) VALUES ($1, 'effect')", tool_id
+        )
+        await creator.execute(
+            "INSERT INTO tool_owners (tool_id, owner) VALUES ($1, $2)", tool_id, owner
+        )
+        replace = asyncio.create_task(
+            repository.upsert_registration(registration(tool_id), owner=owner, owned_only=True)
+        )
+        async with connection(db_dsn) as observer:  # until the replace waits on the row
+            for _ in range(500):
+                waiting = await observer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting, "the replace never waited on the creator's row"
+        await transaction.commit()
+    replaced, created = await asyncio.wait_for(replace, timeout=10)
+    assert (replaced.tool_id, created) == (tool_id, False)

@@ -6,7 +6,7 @@ Alembic's head, so a new revision cannot land without the code knowing it.
 
 from __future__ import annotations
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 # Key of the advisory lock that serializes migrations across processes.
 MIGRATION_LOCK_KEY = 0x746F6F6C_72656730  # "toolreg0"
 

@@ -104,15 +104,18 @@ async def get_tool(tool_id: ToolIdPath, state: State, _: Reader) -> Response:
     return json_response(found)
 
 
-async def _why_not(state: State, principal: Writer, tool_id: str) -> None:
+async def _why_not(state: State, principal: Writer, tool_id: str, *, creates: bool = False) -> None:
     """After an owner-checked write changed nothing: raise 404 or 403, or return if it may retry.
 
-    Returns only when ``principal`` now owns the tool (it raced itself, e.g.
-    two requests of one token creating the same id): the caller retries the
-    write, which is owner-checked again.
+    Returns when ``principal`` now owns the tool (it raced itself, e.g. two
+    requests of one token creating the same id), or, for a write that
+    ``creates`` an absent tool (PUT), when the tool is gone (deleted meanwhile):
+    the caller retries the write, which is owner-checked again.
     """
     registered, owner = await state.repository.get_registration_owner(tool_id)
     if not registered:
+        if creates:
+            return
         raise ToolNotFoundError(tool_id)
     check_owner(principal, tool_id, owner)
 
@@ -216,7 +219,8 @@ async def put_tool(
         except PermissionDeniedError:
             if attempt == WRITE_ATTEMPTS - 1:
                 raise
-            await _why_not(state, principal, tool_id)  # 403, or it raced itself: again
+            # 403, or it raced itself or a delete: again
+            await _why_not(state, principal, tool_id, creates=True)
     if created:
         response.status_code = status.HTTP_201_CREATED
         response.headers["Location"] = f"/v1/tools/{tool_id}"

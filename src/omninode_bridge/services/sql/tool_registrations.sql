@@ -46,13 +46,13 @@ WITH prev AS (
             THEN now() ELSE t.updated_at END
     -- $8: replace only a tool that $7 owns; $9: never one that an auto-discovery
     -- source other than $7 owns. Checked in this statement, on the locked
-    -- conflicting row, so no concurrent writer can slip in between.
-    WHERE (NOT $8::boolean
-           OR EXISTS (SELECT 1 FROM tool_owners o WHERE o.tool_id = t.tool_id AND o.owner = $7))
-      AND (NOT $9::boolean
-           OR NOT EXISTS (SELECT 1 FROM tool_owners o
-                          WHERE o.tool_id = t.tool_id AND o.owner LIKE 'source:%'
-                            AND o.owner IS DISTINCT FROM $7))
+    -- conflicting row, so no concurrent writer can slip in between; the owner
+    -- committed with that row, which may be newer than this statement's snapshot
+    -- (tool_owner_now, migration 0006).
+    WHERE (NOT $8::boolean OR tool_owner_now(t.tool_id) = $7)
+      AND (NOT $9::boolean OR NOT coalesce(tool_owner_now(t.tool_id) LIKE 'source:%'
+                                           AND tool_owner_now(t.tool_id) IS DISTINCT FROM $7,
+                                           false))
     RETURNING t.*, (t.xmax = 0) AS created
 ), ev AS (
     INSERT INTO tool_registration_events (kind, tool_id, registration_id, registration)
