@@ -233,6 +233,16 @@ async def test_a_deleted_tool_disappears(registry: Server, uid: str) -> None:
         assert [e["server"]["name"] for e in rest["servers"]] == [f"org.del/{uid}-2"]
 
 
+async def test_updated_since_at_the_ends_of_time_is_an_answer(registry: Server, uid: str) -> None:
+    """RFC 3339 allows offsets that put a time past datetime's range once in UTC."""
+    token = await registry.token("write")
+    await register(registry, token, _mcp_tool(f"end-{uid}", mcp_name=f"org.end/{uid}"))
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        for since, found in (("9999-12-31T23:59:59-23:59", 0), ("0001-01-01T00:00:00+23:59", 1)):
+            page = await _servers(http, search=f"org.end/{uid}", updated_since=since)
+            assert len(page["servers"]) == found, since
+
+
 async def test_a_stale_tool_is_deprecated_until_it_heartbeats(expiring: Server, uid: str) -> None:
     token = await expiring.token("write")
     await register(expiring, token, _mcp_tool(f"hb-{uid}", mcp_name=f"org.hb/{uid}"))

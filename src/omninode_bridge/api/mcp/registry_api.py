@@ -16,7 +16,7 @@ changes nothing: a deleted tool is gone.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -29,7 +29,6 @@ from omninode_bridge.api.mcp.cursors import decode_cursor, encode_cursor
 from omninode_bridge.api.mcp.servers import Catalog, ServerVersion
 from omninode_bridge.api.routes.common import State
 from omninode_bridge.errors import ValidationFailedError
-from omninode_bridge.models.timestamps import to_utc
 
 __all__ = ["registry_router"]
 
@@ -102,7 +101,11 @@ def registry_router(catalog: Catalog) -> APIRouter:
                 e for e in entries if needle in e.name.lower() or needle in e.description.lower()
             ]
         if updated_since is not None:
-            since = to_utc(updated_since)
+            # Compared as given (naive means UTC): converting an extreme offset to UTC
+            # (9999-12-31T23:59:59-23:59) would leave datetime's range.
+            since = updated_since
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
             entries = [e for e in entries if e.updated_at is not None and e.updated_at > since]
         if version == "latest":
             entries = [e for e in entries if e.is_latest]
