@@ -6,12 +6,14 @@ replicas, names, paging that walks every MCP-declaring tool once, ``search`` and
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from omninode_bridge.api.mcp.cursors import encode_cursor
 from tests.api.mcp.helpers import register
 from tests.api.mcp.registry_schema import OFFICIAL, check_entry, check_listing
 from tests.support import Server, bearer
@@ -148,6 +150,11 @@ async def test_unknown_servers_and_versions_are_404_with_an_error(registry: Serv
         assert (await http.get("/v0.1/servers", params={"limit": 101})).status_code == 422
         bad = await http.get("/v0.1/servers", params={"cursor": "%%%"})
         assert bad.status_code == 422 and "cursor" in bad.text
+        # Forged: a publication time without an offset, or one that is not a time.
+        for forged in (["a/b", "1.0.0", "2026-01-01T00:00:00"], ["a/b", "1.0.0", "soon"]):
+            cursor = encode_cursor(json.dumps(forged))
+            bad = await http.get("/v0.1/servers", params={"cursor": cursor})
+            assert bad.status_code == 422 and "cursor" in bad.text
 
 
 async def test_paging_walks_every_mcp_declaring_tool_once(registry: Server, uid: str) -> None:
@@ -231,6 +238,42 @@ async def test_a_deleted_tool_disappears(registry: Server, uid: str) -> None:
         # A cursor that points at the deleted entry still leads on to what follows it.
         rest = await _servers(http, search=f"org.del/{uid}", cursor=first["metadata"]["nextCursor"])
         assert [e["server"]["name"] for e in rest["servers"]] == [f"org.del/{uid}-2"]
+
+
+async def test_a_cursor_at_a_deleted_version_leads_on_to_its_older_versions(
+    registry: Server, uid: str
+) -> None:
+    """Versions of one name are ordered newest first, by semantic version or else by
+    publication: once the version a cursor points at is deleted, the next page starts with
+    the versions older than it, not with the next name."""
+    token = await registry.token("write")
+    semantic = [f"{n}.0.0" for n in (1, 2, 3)]
+    published = ["r-one", "r-two", "r-three"]  # not semantic: ordered by publication
+    for label, versions in (("sem", semantic), ("pub", published)):
+        for version in versions:
+            name = f"org.{label}/{uid}"
+            await register(
+                registry,
+                token,
+                _mcp_tool(f"{label}-{version}-{uid}", mcp_name=name, version=version),
+            )
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        for label, versions in (("sem", semantic), ("pub", published)):
+            oldest, middle, newest = versions
+            first = await _servers(http, search=f"org.{label}/{uid}", limit=2)
+            assert [e["server"]["version"] for e in first["servers"]] == [newest, middle]
+            deleted = await http.delete(f"/v1/tools/{label}-{middle}-{uid}", headers=bearer(token))
+            assert deleted.status_code == 204
+            path = f"/v0.1/servers/org.{label}%2F{uid}/versions/{middle}"
+            for _ in range(100):  # the live view follows the feed
+                if (await http.get(path)).status_code == 404:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await http.get(path)).status_code == 404
+            rest = await _servers(
+                http, search=f"org.{label}/{uid}", cursor=first["metadata"]["nextCursor"]
+            )
+            assert [e["server"]["version"] for e in rest["servers"]] == [oldest]
 
 
 async def test_updated_since_at_the_ends_of_time_is_an_answer(registry: Server, uid: str) -> None:

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from omninode_bridge.api.auth import Reader
 from omninode_bridge.api.consul.routes import live_view
 from omninode_bridge.api.mcp.cursors import decode_cursor, encode_cursor
-from omninode_bridge.api.mcp.servers import Catalog, ServerVersion
+from omninode_bridge.api.mcp.servers import Catalog, ServerVersion, newer_first
 from omninode_bridge.api.routes.common import State
 from omninode_bridge.errors import ValidationFailedError
 
@@ -46,27 +46,43 @@ def _not_found() -> Response:
 
 
 def _cursor_of(entry: ServerVersion) -> str:
-    return encode_cursor(orjson.dumps([entry.name, entry.version]).decode())
+    # The publication time too: where a version that is gone stood among its name's others.
+    published = entry.published_at.isoformat() if entry.published_at is not None else None
+    return encode_cursor(orjson.dumps([entry.name, entry.version, published]).decode())
 
 
-def _parse_cursor(cursor: str) -> tuple[str, str]:
+def _parse_cursor(cursor: str) -> ServerVersion:
+    """The entry a cursor points at, as far as ordering goes (it may be gone since)."""
     text = decode_cursor(cursor)
     try:
-        name, version = orjson.loads(text) if text is not None else (None, None)
-    except (ValueError, TypeError):
-        name = version = None
-    if not isinstance(name, str) or not isinstance(version, str):
-        raise ValidationFailedError([("cursor", "is not a cursor this registry gave out")])
-    return name, version
+        fields = orjson.loads(text) if text is not None else None
+    except ValueError:
+        fields = None
+    # Two fields: a cursor given out before the publication time was added.
+    if isinstance(fields, list) and len(fields) in (2, 3):
+        name, version, published = (*fields, None)[:3]
+        if isinstance(name, str) and isinstance(version, str):
+            try:
+                at = datetime.fromisoformat(published) if isinstance(published, str) else None
+            except ValueError:
+                at = None
+            if published is None or (at is not None and at.tzinfo is not None):
+                return ServerVersion(name, version, (), at, None)
+    raise ValidationFailedError([("cursor", "is not a cursor this registry gave out")])
 
 
 def _after(entries: list[ServerVersion], cursor: str) -> list[ServerVersion]:
-    """The entries after ``cursor``: after its entry, or after its name once that entry is gone."""
-    name, version = _parse_cursor(cursor)
+    """The entries after ``cursor``: after its entry, or where it stood once it is gone
+    (its name's versions older than it, then the names after it)."""
+    mark = _parse_cursor(cursor)
     for i, entry in enumerate(entries):
-        if entry.name == name and entry.version == version:
+        if entry.name == mark.name and entry.version == mark.version:
             return entries[i + 1 :]
-    return [e for e in entries if e.name > name]
+    return [
+        e
+        for e in entries
+        if e.name > mark.name or (e.name == mark.name and newer_first(mark, e) < 0)
+    ]
 
 
 def _listing(entries: list[ServerVersion], next_cursor: str | None) -> dict[str, Any]:

@@ -46,6 +46,7 @@ __all__ = [
     "TOOLREG_META",
     "Catalog",
     "ServerVersion",
+    "newer_first",
     "server_name",
 ]
 
@@ -222,9 +223,10 @@ class ServerVersion:
         }
 
 
-def _newer_first(a: ServerVersion, b: ServerVersion) -> int:
+def newer_first(a: ServerVersion, b: ServerVersion) -> int:
     """Order of versions, newest first: by semantic version when both have one, else
-    by publication (the MCP registry's rule), then by the version text."""
+    by publication (the MCP registry's rule), then by the version text. Reads only
+    ``version`` and ``published_at``."""
     ka, kb = _semver_key(a.version), _semver_key(b.version)
     if ka is not None and kb is not None and ka != kb:
         return -1 if ka > kb else 1
@@ -254,7 +256,7 @@ def _versions_of(
                 max((d for d in changed if d is not None), default=None),
             )
         )
-    versions.sort(key=functools.cmp_to_key(_newer_first))
+    versions.sort(key=functools.cmp_to_key(newer_first))
     versions[0] = replace(versions[0], is_latest=True)
     return versions
 
