@@ -3,6 +3,8 @@ the Content-Security-Policy is sent and in force, and /docs renders with no outs
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -65,6 +67,34 @@ def test_payloads_render_as_text(console: Console, hostile: list[str]) -> None:
     _inert(console)
     console.open("/ui/admin")
     _inert(console)
+
+
+def test_bidi_overrides_and_invisible_characters_show_as_escapes(
+    console: Console, registry: Registry
+) -> None:
+    """As the CLI shows them: a right-to-left override would make a JSON line or an
+    operation's name read as something it is not ("abc" as "cba")."""
+    rlo, zwsp = "\u202e", "\u200b"
+    registry.put(
+        "bidi-spoof",
+        "effect",
+        capabilities={"operations": [rlo + "abc", "stamp"]},
+        metadata={"note": rlo + "evil", "url": "http://a.example/" + zwsp + "x"},
+    )
+    console.open("/ui/?tool_id_contains=bidi-spoof")
+    console.wait(lambda: "bidi-spoof" in console.rows(), what="the row")
+    row = console.text('#tools-body tr[data-tool-id="bidi-spoof"]')
+    assert "\\u202eabc" in row and rlo not in row, row
+    console.open("/ui/tool?id=bidi-spoof")
+    console.wait(lambda: console.find("#summary").is_displayed(), what="the tool page")
+    metadata = console.text("#j-metadata")
+    # Still the JSON of the value: JSON reads the escapes back as the characters.
+    assert json.loads(metadata) == {"note": rlo + "evil", "url": "http://a.example/" + zwsp + "x"}
+    assert '"note": "\\u202eevil"' in metadata, metadata
+    page = console.js("return document.body.innerText")
+    assert rlo not in page and zwsp not in page
+    console.open("/ui/tool?id=" + rlo + "x")  # a crafted link: the title shows it escaped
+    console.wait(lambda: console.text("#tool-title") == "\\u202ex", what="the escaped title")
 
 
 def test_csp_is_sent_and_enforced(

@@ -57,12 +57,19 @@
   }
 
   // -- DOM helpers: text only ----------------------------------------------------------------
+  // Control and format characters but tab and newline shown as \u202e-style escapes, as the
+  // CLI shows them: a registration's right-to-left override must not reorder what the page
+  // shows (a JSON line, an operation's name) to read as something it is not.
+  const UNPRINTABLE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
+  function visible(text) {
+    return String(text).replace(UNPRINTABLE, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  }
   function el(tag, props, children) {
     const node = document.createElement(tag);
     if (props) {
       for (const [key, value] of Object.entries(props)) {
         if (value === undefined || value === null || value === false) continue;
-        if (key === "text") node.textContent = String(value);
+        if (key === "text") node.textContent = visible(value);
         else if (key === "className") node.className = value;
         else if (key === "dataset") Object.assign(node.dataset, value);
         else node.setAttribute(key, String(value));
@@ -70,7 +77,7 @@
     }
     for (const child of [].concat(children || [])) {
       if (child === undefined || child === null) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      node.append(child instanceof Node ? child : document.createTextNode(visible(child)));
     }
     return node;
   }
@@ -316,7 +323,7 @@
 
   window.Console = {
     root, readsRequireToken, token, setToken, forgetToken, useToken, api, ApiError,
-    el, clear, $, pageUrl, toolLink, exact, clock, relative, timeEl,
+    el, visible, clear, $, pageUrl, toolLink, exact, clock, relative, timeEl,
     showProblem, hideProblem, setLive, follow, debounce, sleep, start,
     who() { return whoami; },
     reloadWho: loadWho,

@@ -25,7 +25,8 @@
   }
 
   function json(id, value) {
-    $(id).textContent = value === null || value === undefined ? "—" : JSON.stringify(value, null, 2);
+    // Escaped as JSON escapes them: the text is still the JSON of the value.
+    $(id).textContent = value === null || value === undefined ? "—" : C.visible(JSON.stringify(value, null, 2));
   }
 
   function renderSummary(tool) {
@@ -152,7 +153,7 @@
   }
 
   C.start(function () {
-    $("tool-title").textContent = toolId || "(no tool id given)";
+    $("tool-title").textContent = toolId ? C.visible(toolId) : "(no tool id given)";
     document.title = toolId + " · toolreg console";
     if (!toolId) return;
     wireAdmin();
