@@ -9,15 +9,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from mcp import MCPError
 from mcp.client.subscriptions import Subscription, SubscriptionLost
 
 from omninode_bridge.services import PostgresClient
 from omninode_bridge.services.tokens import TokenService
-from tests.api.mcp.helpers import ENV, mcp_client, register
+from tests.api.mcp.helpers import ENV, mcp_client, register, routable
 from tests.services.discovery.tool_server import ToolServer
-from tests.support import Server, base_settings, bearer, running_server, start_server, stop_server
+from tests.support import (
+    Server,
+    base_settings,
+    bearer,
+    metric_value,
+    operation_body,
+    running_server,
+    start_server,
+    stop_server,
+)
 
 MODERN = {
     "Accept": "application/json, text/event-stream",
@@ -209,3 +219,58 @@ async def test_a_refused_token_is_401_where_reads_are_open_too(registry: Server,
         _problem(basic, 401)
         assert (await http.post("/mcp", json=TOOLS_LIST, headers=MODERN)).status_code == 200
     assert tool.requests == []
+
+
+async def test_a_call_whose_client_left_stops_waiting_on_its_tool(
+    registry: Server, uid: str
+) -> None:
+    """A client that hangs up before the answer: the registry gives up its call to the tool
+    at once, instead of holding it (and the tool's connection) for ``timeout_seconds``."""
+    called, left = asyncio.Event(), asyncio.Event()
+
+    async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        called.set()
+        while await reader.read(65536):  # the request, then EOF when the caller hangs up
+            pass
+        left.set()
+        writer.close()
+
+    tool = await asyncio.start_server(never_answers, "127.0.0.1", 0)
+    operation = f"hang-{uid}"
+    url = f"http://127.0.0.1:{tool.sockets[0].getsockname()[1]}/hang"
+    token = await registry.token("write")
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "call_tool",
+            "arguments": {"operation": operation, "payload": {}, "timeout_seconds": 3600},
+        },
+    }
+    body = orjson.dumps(call)
+    host, port = registry.base_url.removeprefix("http://").split(":")
+    async with tool:
+        await register(registry, token, operation_body(f"{operation}-1", operation, url))
+        await routable(registry, operation, 1)
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+            b"Accept: application/json, text/event-stream\r\nContent-Type: application/json\r\n"
+            b"MCP-Protocol-Version: 2025-11-25\r\nContent-Length: %d\r\n\r\n%s"
+            % (f"{host}:{port}".encode(), token.encode(), len(body), body)
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            await called.wait()
+        writer.close()  # gone before the answer
+        async with asyncio.timeout(5):
+            await left.wait()
+    # Counted as the client's doing (nginx's 499), not as the server failing.
+    sample = 'toolreg_http_requests_total{method="POST",route="/mcp",status="499"}'
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        for _ in range(100):
+            if metric_value((await http.get("/metrics")).text, sample):
+                break
+            await asyncio.sleep(0.05)
+        assert metric_value((await http.get("/metrics")).text, sample) == 1

@@ -8,6 +8,9 @@
   a token that is sent must be valid), answered as problem+json 401. The
   caller's principal rides the ASGI scope (``PRINCIPAL_KEY``) to the tools,
   which may ask for more (``call_tool`` needs a write or admin token).
+- **Clients that leave**: a request whose client hangs up before the answer is
+  cancelled (a ``call_tool`` stops waiting on its tool, which ``timeout_seconds``
+  lets last an hour) and logged and counted with status 499.
 - **Listen streams** (``subscriptions/listen``, recognised by the ``Mcp-Method``
   header that the 2026-07-28 wire requires and the SDK checks against the
   body) start the change notifier first, and end when the server begins
@@ -30,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omninode_bridge.api.auth import PRINCIPAL_KEY, reader_of, until_revoked
 from omninode_bridge.api.mcp.notifier import ChangeNotifier
+from omninode_bridge.api.reporting import CLIENT_LEFT_KEY
 from omninode_bridge.api.state import AppState
 from omninode_bridge.services.tokens import Principal
 
@@ -81,10 +85,51 @@ class McpEndpoint:
         principal = await reader_of(request, state)
         scope[PRINCIPAL_KEY] = principal
         if request.headers.get("mcp-method") != LISTEN_METHOD:
-            await self.transport(scope, receive, send)
+            await self._answer(scope, receive, send)
             return
         await self.notifier.ensure_started(state)
         await self._listen(scope, receive, send, state, principal)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request, answered; its work is cancelled if the client leaves before the
+        answer (a ``call_tool`` would otherwise wait on its tool, up to its
+        ``timeout_seconds``, for nobody)."""
+        body_read = asyncio.Event()
+        answered = False
+
+        async def reading() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                body_read.set()
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = True
+            await send(message)
+
+        work = asyncio.ensure_future(self.transport(scope, reading, sending))
+        read = asyncio.ensure_future(body_read.wait())
+        gone: asyncio.Future[Message] | None = None
+        try:
+            await asyncio.wait({work, read}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # Once the body is read, the next message is http.disconnect.
+                gone = asyncio.ensure_future(receive())
+                await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not work.done() and not answered:
+                    scope[CLIENT_LEFT_KEY] = True  # logged and counted as 499, not 500
+                    work.cancel()
+        finally:
+            for task in (read, gone):
+                if task is not None:
+                    task.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if not work.cancelled():
+            work.result()  # what it raised, as if it had been awaited
 
     async def _listen(
         self,
