@@ -80,6 +80,10 @@ _HINTS = {
     ),
     "tool_5xx_idempotent": "Every tool tried failed; try again later.",
     "tool_other": "The tool answered something that is not a JSON object; it cannot be used.",
+    "tool_redirect": (
+        "The tool answered with a redirect, which the registry does not follow: the tool "
+        "cannot be used until it is registered with the URL that answers."
+    ),
     "tool_unreachable": (
         "The tool could not be reached or its connection broke; tools that could not be "
         "reached are skipped for a while. Try again later; if the request may have been "
@@ -163,6 +167,8 @@ def _call_error(exc: ToolCallError, idempotent: bool) -> dict[str, Any]:
     elif exc.status >= 500:
         hint = _HINTS["tool_5xx_idempotent" if idempotent else "tool_5xx"]
         retryable = True
+    elif 300 <= exc.status < 400:
+        hint, retryable = _HINTS["tool_redirect"], False
     else:
         hint, retryable = _HINTS["tool_other"], False
     return _error("tool_error", message, retryable=retryable, hint=hint, status=exc.status,
