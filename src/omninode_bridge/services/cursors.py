@@ -12,7 +12,8 @@ from omninode_bridge.errors import ValidationFailedError
 
 __all__ = ["FeedPosition", "decode_page_cursor", "encode_page_cursor"]
 
-_FEED = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+# ASCII digits only, and nothing after (``\d`` takes any script's digits, ``$`` a final newline).
+_FEED = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _MAX_TXID = 2**64 - 1  # xid8
 _MAX_SEQ = 2**63 - 1  # bigint
 
@@ -53,7 +54,7 @@ class FeedPosition:
         """``None`` or ``""`` is the start of the feed; anything malformed names ``field``."""
         if not cursor:
             return cls(0, 0)
-        match = _FEED.match(cursor)
+        match = _FEED.fullmatch(cursor)
         if match is None:
             raise ValidationFailedError(
                 [(field, "is not a change-feed cursor (expected the cursor of an event)")]
