@@ -14,6 +14,7 @@ boundary (``services.postgres_client``) with the original kept as
     │   ├── RegistryOverloadedError   every connection (or query slot) stayed busy too long
     │   └── FeedInterruptedError      this process stopped following the change feed (streams end)
     ├── QueryTimeoutError             a client-shaped query ran past TOOLREG_QUERY_TIMEOUT_SECONDS
+    ├── TooManyStreamsError           a client holds as many open streams as it may (HTTP 429)
     ├── NotConnectedError             a PostgresClient was used before connect() / after close()
     ├── DatabaseError                 any other database failure (original kept as __cause__)
     │   └── MigrationError            the schema is missing, behind, or a migration failed
@@ -69,6 +70,7 @@ __all__ = [
     "SourceHistoryLostError",
     "SourceUnavailableError",
     "SubscriberLagError",
+    "TooManyStreamsError",
     "ToolAlreadyRegisteredError",
     "ToolCallError",
     "ToolNotFoundError",
@@ -116,6 +118,23 @@ class QueryTimeoutError(OmniNodeBridgeError):
             f"{what} ran longer than {limit_seconds:g}s (TOOLREG_QUERY_TIMEOUT_SECONDS) and "
             "was cancelled; make it cheaper (a simpler `where`, a capabilities or node_type "
             "filter, a smaller limit)"
+        )
+
+
+class TooManyStreamsError(OmniNodeBridgeError):
+    """A client already holds as many open streams as one server allows it: retry once one
+    of them has ended (the answer carries ``Retry-After``).
+
+    Not a :class:`RegistryOverloadedError`: the registry is fine, this one client is at its
+    own bound. ``limit`` is the bound; ``setting`` the variable that sets it.
+    """
+
+    def __init__(self, limit: int, setting: str) -> None:
+        self.limit = limit
+        self.setting = setting
+        super().__init__(
+            f"this client already has as many streams open on this server as it may ({limit}, "
+            f"{setting}); close one, or retry once one has ended"
         )
 
 

@@ -30,6 +30,7 @@ from omninode_bridge.errors import (
     ToolAlreadyRegisteredError,
     ToolNotFoundError,
     ToolOwnedBySourceError,
+    TooManyStreamsError,
     ValidationFailedError,
 )
 
@@ -124,6 +125,13 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
         "Query too expensive",
         members=lambda e: {"limit_seconds": e.limit_seconds},
         rebuild=lambda d, p: QueryTimeoutError(float(p.get("limit_seconds", 0))),
+    ),
+    ProblemType(
+        TooManyStreamsError,
+        429,
+        "Too many streams",
+        members=lambda e: {"limit": e.limit, "setting": e.setting},
+        rebuild=lambda d, p: TooManyStreamsError(int(p.get("limit", 0)), str(p.get("setting"))),
     ),
     ProblemType(RegistryOverloadedError, 503, "Registry overloaded"),
     ProblemType(RegistryUnavailableError, 503, "Registry unavailable"),

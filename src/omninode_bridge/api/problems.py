@@ -233,8 +233,9 @@ async def _domain(request: Request, exc: Exception) -> Response:
     errors = exc.errors if isinstance(exc, ValidationFailedError) else None
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="toolreg"'
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if status == 503:
         logger.warning("%s %s: %s", request.method, request.url.path, exc)
     return problem_response(
         status,
