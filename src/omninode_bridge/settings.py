@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     mcp_namespace: str = _env(
         "TOOLREG_MCP_NAMESPACE", "io.omninode", pattern=r"^[a-zA-Z0-9.-]+$", max_length=100
     )
+    # Listen streams (subscriptions/listen) one client may hold open on one server at once:
+    # per token name, else per client address. The SDK allows 1024 per server in all.
+    mcp_listens_per_client: int = _env("TOOLREG_MCP_LISTENS_PER_CLIENT", 32, ge=1, le=1024)
 
     # -- auto-discovery from Consul ----------------------------------------------------
     consul_address: str | None = _env("TOOLREG_CONSUL_ADDRESS", None)

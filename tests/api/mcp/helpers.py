@@ -1,5 +1,6 @@
 """What the MCP tests share: the registry's settings, the official SDK's client on a
-server's ``/mcp``, checks of tool results, and registering a tool until it is live."""
+server's ``/mcp``, a raw listen request, checks of tool results, and registering a tool
+until it is live."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import httpx2
+import orjson
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ServerEvent, Subscription
@@ -27,6 +29,36 @@ ENV = {
     "TOOLREG_CHECK_INTERVAL_SECONDS": "3600",
     "TOOLREG_STREAM_TOKEN_RECHECK_SECONDS": "0.3",
 }
+
+
+# The headers of a raw ``subscriptions/listen`` POST (2026-07-28 wire), for tests that hold
+# the stream open themselves or look at its HTTP status.
+LISTEN_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "subscriptions/listen",
+}
+
+
+def listen_body(notifications: dict[str, Any], client: str = "raw") -> bytes:
+    """The body of a raw ``subscriptions/listen`` request for ``notifications``
+    (``{"resourceSubscriptions": [...]}``, ``{"resourcesListChanged": True}``)."""
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "subscriptions/listen",
+            "params": {
+                "notifications": notifications,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientInfo": {"name": client, "version": "0"},
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        }
+    )
 
 
 @asynccontextmanager

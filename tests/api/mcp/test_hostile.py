@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from mcp.client.subscriptions import ResourcesListChanged, ResourceUpdated
 
@@ -17,7 +16,15 @@ from omninode_bridge.embedded import start_embedded, stop_embedded
 from omninode_bridge.migrations import runner
 from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
-from tests.api.mcp.helpers import ENV, failed, mcp_client, register, until_event
+from tests.api.mcp.helpers import (
+    ENV,
+    LISTEN_HEADERS,
+    failed,
+    listen_body,
+    mcp_client,
+    register,
+    until_event,
+)
 from tests.support import Server, base_settings, running_server, start_server, stop_server
 
 # More than the kernel's largest send buffer (4 MiB here) of notifications: long tool ids.
@@ -35,27 +42,11 @@ def roomy(module_db: str) -> Iterator[Server]:
 
 
 def _listen_request(host: str, port: int, uris: list[str]) -> bytes:
-    body = orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 7,
-            "method": "subscriptions/listen",
-            "params": {
-                "notifications": {"resourceSubscriptions": uris},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                    "io.modelcontextprotocol/clientInfo": {"name": "stall", "version": "0"},
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
-            },
-        }
+    body = listen_body({"resourceSubscriptions": uris}, client="stall")
+    head = f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in LISTEN_HEADERS.items()
     )
-    head = (
-        f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n"
-        f"Mcp-Method: subscriptions/listen\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 async def test_a_listener_that_reads_nothing_is_cut_off_and_the_others_go_on(

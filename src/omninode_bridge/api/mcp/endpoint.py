@@ -17,6 +17,11 @@
   shutting down, within ``TOOLREG_STREAM_TOKEN_RECHECK_SECONDS`` of their
   token's revocation, or when their client has read nothing for
   ``STALLED_WRITE_SECONDS``; the client re-listens (elsewhere) and re-reads.
+  One client (a token's name, else its address) holds at most
+  ``TOOLREG_MCP_LISTENS_PER_CLIENT`` of them at once: the SDK allows 1024 per
+  server in all, which one client could otherwise take from everyone. Over the
+  bound a listen is 429 with ``Retry-After`` before it reaches the SDK; a slot
+  is freed however its stream ends.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,6 +41,7 @@ from omninode_bridge.api.auth import PRINCIPAL_KEY, reader_of, until_revoked
 from omninode_bridge.api.mcp.notifier import ChangeNotifier
 from omninode_bridge.api.reporting import CLIENT_LEFT_KEY
 from omninode_bridge.api.state import AppState
+from omninode_bridge.errors import TooManyStreamsError
 from omninode_bridge.services.tokens import Principal
 
 __all__ = ["PRINCIPAL_KEY", "McpEndpoint", "principal_in"]
@@ -44,10 +51,42 @@ logger = logging.getLogger(__name__)
 LISTEN_METHOD = "subscriptions/listen"
 STALLED_WRITE_SECONDS = 10.0
 FINAL_WRITE_SECONDS = 1.0  # ending a stream cut short must not hold up a shutdown
+LISTENS_SETTING = "TOOLREG_MCP_LISTENS_PER_CLIENT"
 
 
 class _StalledError(Exception):
     """A listen stream's client stopped reading."""
+
+
+class _ListenSlots:
+    """How many listen streams each client holds open on this server."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self._open: Counter[str] = Counter()
+
+    @staticmethod
+    def client_of(scope: Scope, principal: Principal | None) -> str:
+        """Who a listen counts against: the token's name, else the client's address
+        (behind a proxy, the address uvicorn takes from the trusted forwarding headers)."""
+        if principal is not None:
+            return f"token {principal.name}"
+        client = scope.get("client")
+        return f"address {client[0]}" if client else "address unknown"
+
+    @contextlib.contextmanager
+    def taken(self, client: str) -> Iterator[None]:
+        """One slot of ``client`` for the body; TooManyStreamsError when it has none left.
+        No await between the check and the count: the event loop makes them one step."""
+        if self._open[client] >= self.per_client:
+            raise TooManyStreamsError(self.per_client, LISTENS_SETTING)
+        self._open[client] += 1
+        try:
+            yield
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
 
 
 def principal_in(request: object) -> Principal | None:
@@ -59,14 +98,20 @@ def principal_in(request: object) -> Principal | None:
 
 
 class McpEndpoint:
-    """The ASGI app routed at ``/mcp``; ``transport`` is the SDK's session manager."""
+    """The ASGI app routed at ``/mcp``; ``transport`` is the SDK's session manager and
+    ``listens_per_client`` the bound on one client's open listen streams."""
 
     def __init__(
-        self, transport: ASGIApp, notifier: ChangeNotifier, state_of: Callable[[], AppState]
+        self,
+        transport: ASGIApp,
+        notifier: ChangeNotifier,
+        state_of: Callable[[], AppState],
+        listens_per_client: int,
     ) -> None:
         self.transport = transport
         self.notifier = notifier
         self.state_of = state_of
+        self.listens = _ListenSlots(listens_per_client)
         self.route: BaseRoute | None = None  # the route this is served at
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,8 +132,9 @@ class McpEndpoint:
         if request.headers.get("mcp-method") != LISTEN_METHOD:
             await self._answer(scope, receive, send)
             return
-        await self.notifier.ensure_started(state)
-        await self._listen(scope, receive, send, state, principal)
+        with self.listens.taken(self.listens.client_of(scope, principal)):
+            await self.notifier.ensure_started(state)
+            await self._listen(scope, receive, send, state, principal)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One request, answered; its work is cancelled if the client leaves before the

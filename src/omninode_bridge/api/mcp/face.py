@@ -100,7 +100,12 @@ class McpFace:
             transport_security=transport_security(settings),
             max_request_body_size=settings.max_body_bytes,
         )
-        endpoint = McpEndpoint(self.server.session_manager.handle_request, self.notifier, state_of)
+        endpoint = McpEndpoint(
+            self.server.session_manager.handle_request,
+            self.notifier,
+            state_of,
+            settings.mcp_listens_per_client,
+        )
         self.route = Route(PATH, endpoint=endpoint)
         endpoint.route = self.route
         self.registry_router: APIRouter = registry_router(Catalog(settings.mcp_namespace))
