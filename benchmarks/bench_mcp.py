@@ -12,9 +12,10 @@ temporary data dir under /tmp, and stops and removes it after (both through
 ``benchmarks._support.Database``).
 
 One real ``toolreg serve`` on 127.0.0.1 with default settings but active
-checks off (``TOOLREG_CHECK_INTERVAL_SECONDS=3600``: the seeded health
-endpoints resolve nowhere, and tools turning critical mid-run would change
-what ``search_tools`` answers), on ``--tools`` realistic registrations
+checks off (``_support.QUIET_CHECKS``: tools turning critical mid-run would
+change what ``search_tools`` answers) and room for every listen stream of the
+one client this is (``TOOLREG_MCP_LISTENS_PER_CLIENT`` at least
+``--listeners``), on ``--tools`` realistic registrations
 (``_support.prepare``: about 1 KB each, 3 of 8 operations) plus ``--servers``
 tools with an ``mcp`` endpoint (MCP servers for ``/v0.1``).
 
@@ -413,7 +414,8 @@ async def run(args: argparse.Namespace) -> int:
     failed = False
     try:
         token = await prepare(dsn, args.tools)
-        proc = serve(dsn, logs, "registry", TOOLREG_CHECK_INTERVAL_SECONDS="3600")
+        listens = str(max(32, args.listeners))  # one client holds all of them
+        proc = serve(dsn, logs, "registry", TOOLREG_MCP_LISTENS_PER_CLIENT=listens)
         base = proc.url
         auth = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -548,13 +550,25 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _listeners(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{value} is not within 1-1024")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tools", type=int, default=1000)
     parser.add_argument("--servers", type=int, default=200)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--listeners", type=int, default=200)
+    parser.add_argument(
+        "--listeners",
+        type=_listeners,
+        default=200,
+        help="listen streams (1-1024: the SDK's bound on a server's listens)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     sys.exit(asyncio.run(run(parser.parse_args())))
 
