@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import math
@@ -47,6 +48,7 @@ from omninode_bridge.liveness.checker import (
 from omninode_bridge.liveness.leader import Fence, LeadershipLostError
 from omninode_bridge.liveness.probe import ProbeResult, probe
 from omninode_bridge.models.timestamps import iso_time
+from omninode_bridge.services.discovery.endpoints import Template, TemplateTable
 from omninode_bridge.services.sql import load_queries
 
 __all__ = ["CheckScheduler"]
@@ -56,10 +58,16 @@ Q = load_queries("liveness.sql")
 SCHEDULE_PAGE = 20_000  # tools per query when the scheduler reads the tools to check
 
 
+@functools.lru_cache(maxsize=1024)
+def _state(status: CheckStatus, failures: int, successes: int) -> CheckState:
+    """A check state, one object per value (a million targets share a few)."""
+    return CheckState(status, failures, successes)
+
+
 @dataclass(slots=True, eq=False)
 class _Target:
     tool_id: str
-    url: str | None
+    where: str | Template | None  # the health endpoint; see CheckScheduler._compact
     state: CheckState
     generation: int
     fresh: bool
@@ -68,6 +76,12 @@ class _Target:
     busy: bool = False  # a probe or a write of this tool is under way
     started: float = 0.0
     hung: bool = False  # the last probe got no answer within the timeout
+
+    @property
+    def url(self) -> str | None:
+        """The health endpoint's URL (``None``: it has none any more)."""
+        where = self.where
+        return where.url(self.tool_id, "") if isinstance(where, Template) else where
 
     @property
     def suspect(self) -> bool:
@@ -90,6 +104,7 @@ class CheckScheduler:
         self.suspect_slots = max(1, settings.check_concurrency // 2)
         self.ttl = float(settings.ttl_seconds)
         self._targets: dict[str, _Target] = {}
+        self._urls = TemplateTable()  # the health endpoints' shared patterns
         self._normal: list[tuple[float, int, str]] = []
         self._suspects: list[tuple[bool, float, int, str]] = []  # not critical first
         self._tokens = 0
@@ -139,7 +154,7 @@ class CheckScheduler:
         """Make ``target`` due at ``due`` (a new heap entry; older ones become invalid)."""
         self._tokens += 1
         target.due, target.token = due, self._tokens
-        if target.url is None or not target.fresh or target.busy:
+        if target.where is None or not target.fresh or target.busy:
             return
         if target.suspect:
             heapq.heappush(self._suspects, (target.critical, due, self._tokens, target.tool_id))
@@ -219,9 +234,10 @@ class CheckScheduler:
         task.add_done_callback(probes.discard)
 
     async def _probe(self, target: _Target, suspect: bool) -> None:
-        assert target.url is not None
+        url = target.url
+        assert url is not None
         try:
-            result = await probe(self.checker.http, target.url, timeout=self.timeout)
+            result = await probe(self.checker.http, url, timeout=self.timeout)
         finally:
             self._in_flight -= 1
             self._suspects_in_flight -= suspect
@@ -258,16 +274,28 @@ class CheckScheduler:
             del self._targets[tool_id]
         self._count()
 
+    def _compact(self, tool_id: str, url: str | None) -> str | Template | None:
+        """``url`` as a target keeps it: a URL that holds the tool's id (most do:
+        ``http://<id>.svc:8080/health``) as a :class:`Template` shared by every tool
+        of its pattern, any other as it is. A million targets hold a few templates,
+        not a million strings."""
+        if url is None or tool_id not in url:
+            return url
+        template = self._urls.encode(tool_id, ("",), {"": url})
+        return template if isinstance(template, Template) else url
+
     def _update(self, rows: list[Any], seen: set[str], *, spread: bool) -> None:
         """Bring the targets of one page of ``check_schedule`` up to date."""
         now = time.monotonic()
         for row in rows:
             tool_id, url, fresh = row["tool_id"], row["health_endpoint"], bool(row["fresh"])
             seen.add(tool_id)
-            state = CheckState(CheckStatus(row["check_status"]), row["failures"], row["successes"])
+            state = _state(CheckStatus(row["check_status"]), row["failures"], row["successes"])
             target = self._targets.get(tool_id)
             if target is None:
-                target = _Target(tool_id, url, state, row["generation"], fresh)
+                target = _Target(
+                    tool_id, self._compact(tool_id, url), state, row["generation"], fresh
+                )
                 self._targets[tool_id] = target
                 # A new term spreads its first checks over an interval (no burst, no phase lock).
                 offset = (zlib.crc32(tool_id.encode()) % 1000) / 1000 * self.interval
@@ -278,7 +306,9 @@ class CheckScheduler:
                     target.state, target.generation = state, row["generation"]
                 back = fresh and not target.fresh
                 moved = url != target.url
-                target.url, target.fresh = url, fresh
+                if moved:
+                    target.where = self._compact(tool_id, url)
+                target.fresh = fresh
                 if back or moved:
                     self._schedule(target, now)
                 elif lane != (target.suspect, target.critical):
@@ -291,7 +321,7 @@ class CheckScheduler:
     def _count(self) -> None:
         counts = {"checked": 0, "suspect": 0, "stale": 0}
         for target in self._targets.values():
-            if target.url is None:
+            if target.where is None:
                 continue
             counts["stale" if not target.fresh else "suspect" if target.suspect else "checked"] += 1
         for state, n in counts.items():
