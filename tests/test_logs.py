@@ -45,12 +45,18 @@ def test_json_has_the_fields_as_keys_but_never_over_the_base_keys() -> None:
     assert datetime.fromisoformat(entry["timestamp"]).utcoffset() is not None
 
 
-def test_json_keeps_an_exception_on_its_one_line() -> None:
+def _failed(message: str, error: str) -> logging.LogRecord:
+    """A record of ``message`` carrying a ValueError(``error``) with its traceback."""
     try:
-        raise ValueError("boom")
+        raise ValueError(error)
     except ValueError:
-        record = _record("failed")
+        record = _record(message)
         record.exc_info = sys.exc_info()
+    return record
+
+
+def test_json_keeps_an_exception_on_its_one_line() -> None:
+    record = _failed("failed", "boom")
     line = JsonFormatter().format(record)
     assert "\n" not in line
     assert "ValueError: boom" in orjson.loads(line)["exception"]
@@ -107,11 +113,7 @@ async def test_the_pool_failing_to_reconnect_in_an_outage_logs_one_line(
 
 
 def test_other_exceptions_keep_their_traceback() -> None:
-    try:
-        raise ValueError("a bug")
-    except ValueError:
-        record = _record("Failed to restore the pool connection floor; retrying")
-        record.exc_info = sys.exc_info()
+    record = _failed("Failed to restore the pool connection floor; retrying", "a bug")
     assert OutageOneLiner().filter(record)
     assert record.exc_info is not None
     assert record.getMessage() == "Failed to restore the pool connection floor; retrying"

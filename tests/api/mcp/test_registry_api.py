@@ -227,10 +227,7 @@ async def test_a_deleted_tool_disappears(registry: Server, uid: str) -> None:
         deleted = await http.delete(f"/v1/tools/d1-{uid}", headers=bearer(token))
         assert deleted.status_code == 204
         path = f"/v0.1/servers/org.del%2F{uid}-1/versions"
-        for _ in range(100):  # the live view follows the feed
-            if (await http.get(path)).status_code == 404:
-                break
-            await asyncio.sleep(0.05)
+        await _until_gone(http, path)
         assert (await http.get(path)).json() == {"error": "Server not found"}
         assert (await http.get(path + "/latest")).status_code == 404
         names = [name for name, _ in await _walk(http, search=f"org.del/{uid}")]
@@ -238,6 +235,15 @@ async def test_a_deleted_tool_disappears(registry: Server, uid: str) -> None:
         # A cursor that points at the deleted entry still leads on to what follows it.
         rest = await _servers(http, search=f"org.del/{uid}", cursor=first["metadata"]["nextCursor"])
         assert [e["server"]["name"] for e in rest["servers"]] == [f"org.del/{uid}-2"]
+
+
+async def _until_gone(http: httpx.AsyncClient, path: str) -> None:
+    """Until ``path`` answers 404 (the live view follows the feed), within 5 s."""
+    for _ in range(100):
+        if (await http.get(path)).status_code == 404:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} still answers after 5 s")
 
 
 async def test_a_cursor_at_a_deleted_version_leads_on_to_its_older_versions(
@@ -264,12 +270,7 @@ async def test_a_cursor_at_a_deleted_version_leads_on_to_its_older_versions(
             assert [e["server"]["version"] for e in first["servers"]] == [newest, middle]
             deleted = await http.delete(f"/v1/tools/{label}-{middle}-{uid}", headers=bearer(token))
             assert deleted.status_code == 204
-            path = f"/v0.1/servers/org.{label}%2F{uid}/versions/{middle}"
-            for _ in range(100):  # the live view follows the feed
-                if (await http.get(path)).status_code == 404:
-                    break
-                await asyncio.sleep(0.05)
-            assert (await http.get(path)).status_code == 404
+            await _until_gone(http, f"/v0.1/servers/org.{label}%2F{uid}/versions/{middle}")
             rest = await _servers(
                 http, search=f"org.{label}/{uid}", cursor=first["metadata"]["nextCursor"]
             )
