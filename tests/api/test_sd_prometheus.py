@@ -94,6 +94,67 @@ async def test_the_target_groups_are_what_prometheus_expects(registry: Server, u
         assert bad.status_code == 422
 
 
+async def _served(http: httpx.AsyncClient, tool_id: str) -> list[dict[str, Any]]:
+    """The target groups of ``tool_id`` once the live view has it (it follows the feed)."""
+    for _ in range(200):
+        groups = (await http.get("/v1/sd/prometheus")).json()
+        ours = [g for g in groups if g["labels"]["__meta_toolreg_tool_id"] == tool_id]
+        if ours:
+            return ours
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{tool_id} never listed")
+
+
+async def test_colliding_names_get_no_label_and_a_valid_name_keeps_its_own(
+    registry: Server, uid: str
+) -> None:
+    token = bearer(await registry.token("write"))
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        tool_id = f"clash-{uid}"
+        body = metrics_tool(tool_id, registry)
+        body["capabilities"] = {"operations": ["stamp", "x-y", "x.y", "p.q"]}
+        body["metadata"] = {"a-b": "dash", "a.b": "dot", "c_d": "exact", "c-d": "dash", "e.f": "1"}
+        assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
+        (group,) = await _served(http, tool_id)
+        labels = {k: v for k, v in group["labels"].items() if k.startswith("__meta_toolreg_")}
+        assert labels == {
+            "__meta_toolreg_tool_id": tool_id,
+            "__meta_toolreg_node_type": "effect",
+            "__meta_toolreg_health": "healthy",
+            "__meta_toolreg_operation_stamp": "true",
+            "__meta_toolreg_operation_p_q": "true",  # alone after reduction: kept
+            "__meta_toolreg_metadata_c_d": "exact",  # its own name, whatever reduces onto it
+            "__meta_toolreg_metadata_e_f": "1",
+        }
+
+
+async def test_the_metrics_url_port_query_and_userinfo(registry: Server, uid: str) -> None:
+    token = bearer(await registry.token("write"))
+    async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
+        urls = {
+            f"zero-{uid}": "http://10.0.0.9:0/metrics",  # not a scrape port: not a target
+            f"query-{uid}": "https://ops:s3cret@10.0.0.9/m?module=http_2xx&x=1&x=2&bad-name=3",
+        }
+        for tool_id, url in urls.items():
+            body = metrics_tool(tool_id, registry)
+            body["endpoints"] = {"metrics": url}
+            assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
+        (group,) = await _served(http, f"query-{uid}")  # after the port-0 tool in the feed
+        ids = {
+            g["labels"]["__meta_toolreg_tool_id"]
+            for g in (await http.get("/v1/sd/prometheus")).json()
+        }
+        assert f"zero-{uid}" not in ids
+        assert group["targets"] == ["10.0.0.9:443"]
+        assert {k: v for k, v in group["labels"].items() if not k.startswith("__meta_")} == {
+            "__scheme__": "https",
+            "__metrics_path__": "/m",
+            "__param_module": "http_2xx",
+            "__param_x": "1",  # Prometheus sends one value per parameter label
+        }
+        assert "s3cret" not in (await http.get("/v1/sd/prometheus")).text
+
+
 async def _targets(http: httpx.AsyncClient) -> list[dict[str, Any]]:
     response = await http.get("/api/v1/targets")
     response.raise_for_status()
@@ -160,6 +221,7 @@ async def test_real_prometheus_discovers_scrapes_and_drops_tools(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as prom,
         ):
             body = metrics_tool(tool_id, registry)
+            body["endpoints"]["metrics"] += "?probe=sd"  # carried as __param_probe
             assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
             ours: list[dict[str, Any]] = []
             for _ in range(600):  # discovered and scraped once (1 s intervals; a busy CI is slow)
@@ -177,7 +239,7 @@ async def test_real_prometheus_discovers_scrapes_and_drops_tools(
                 )
             target = ours[0]
             assert target["scrapePool"] == "toolreg"
-            assert target["scrapeUrl"] == f"{registry.base_url}/metrics"
+            assert target["scrapeUrl"] == f"{registry.base_url}/metrics?probe=sd"
             assert target["discoveredLabels"]["__meta_toolreg_node_type"] == "effect"
             assert target["discoveredLabels"]["__meta_toolreg_operation_stamp"] == "true"
             assert target["health"] != "unknown", target

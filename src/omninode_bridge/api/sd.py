@@ -1,20 +1,29 @@
 """``GET /v1/sd/prometheus``: Prometheus HTTP service discovery (``http_sd_configs``).
 
 One target group per tool that declares a metrics endpoint (``endpoints.metrics``):
-the target is its ``host:port``; ``__scheme__`` and ``__metrics_path__`` come from
-the URL, so Prometheus scrapes exactly that endpoint with no relabelling. Labels:
+the target is its ``host:port``; ``__scheme__``, ``__metrics_path__`` and one
+``__param_<name>`` per query parameter come from the URL, so Prometheus scrapes
+exactly that endpoint with no relabelling (a repeated parameter keeps its first
+value, as Prometheus sends one value per ``__param_`` label; a parameter whose name
+is not a valid label name is left out). Userinfo (``user:password@``) is never put
+in a label: it is dropped, so configure credentials in the scrape job. A URL with
+port 0 names no scrapeable port: such a tool is not a target. Labels:
 ``__meta_toolreg_tool_id``, ``__meta_toolreg_node_type``, ``__meta_toolreg_health``
 (healthy, stale or critical, as the change feed last said), one
 ``__meta_toolreg_operation_<op>="true"`` per operation, and every top-level
-string metadata value as ``__meta_toolreg_metadata_<key>`` (names reduced to
-``[a-zA-Z0-9_]``). Filters: ``node_type``, ``operation``, ``healthy=true``.
+string metadata value as ``__meta_toolreg_metadata_<key>``. Operation names and
+metadata keys are reduced to ``[a-zA-Z0-9_]``; a name that is already valid keeps
+its label, and names that change when reduced and then collide (``a-b``, ``a.b``)
+with each other or with a valid one get no label, so a label never stands for
+whichever key happened to win. Filters: ``node_type``, ``operation``, ``healthy=true``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from fastapi import APIRouter, Query
@@ -36,14 +45,28 @@ _LABEL = re.compile(r"[^a-zA-Z0-9_]")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _name(text: str) -> str:
-    return _LABEL.sub("_", text)
+def _named(prefix: str, items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``prefix`` + each name reduced to ``[a-zA-Z0-9_]``, to its value. A name already
+    valid keeps its label; a reduced name that another name also maps to gets none, so
+    the answer does not depend on which of them came first."""
+    exact: dict[str, str] = {}
+    reduced: dict[str, list[str]] = {}
+    for name, value in items:
+        label = _LABEL.sub("_", name)
+        if label == name:
+            exact[label] = value
+        else:
+            reduced.setdefault(label, []).append(value)
+    for label, values in reduced.items():
+        if label not in exact and len(values) == 1:
+            exact[label] = values[0]
+    return {f"{prefix}{label}": value for label, value in exact.items()}
 
 
 def target_group(
     tool: LiveTool, registration: ModelToolRegistration | None = None
 ) -> dict[str, Any] | None:
-    """The target group of one tool, or ``None`` when it declares no metrics endpoint.
+    """The target group of one tool, or ``None`` when it declares no scrapeable metrics endpoint.
 
     ``registration``: the tool's, when the caller has decoded it already."""
     if registration is None:
@@ -51,8 +74,10 @@ def target_group(
     endpoint = registration.endpoints.get(METRICS_ENDPOINT)
     if endpoint is None:
         return None
-    url = urlsplit(endpoint)
-    port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
+    url = urlsplit(endpoint)  # validated at registration: the port parses
+    port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme, 80)
+    if port == 0:
+        return None
     host = url.hostname or ""
     if ":" in host:
         host = f"[{host}]"
@@ -63,14 +88,17 @@ def target_group(
         "__meta_toolreg_node_type": registration.node_type.value,
         "__meta_toolreg_health": tool.health,
     }
+    for name, value in parse_qsl(url.query, keep_blank_values=True):
+        label = f"__param_{name}"  # Prometheus adds ?name=value to the scrape
+        if name and not _LABEL.search(name) and label not in labels:
+            labels[label] = value
     operations = registration.capabilities.get("operations")
     if isinstance(operations, list):
-        for operation in operations:
-            if isinstance(operation, str):
-                labels[f"__meta_toolreg_operation_{_name(operation)}"] = "true"
-    for key, value in registration.metadata.items():
-        if isinstance(value, str):
-            labels[f"__meta_toolreg_metadata_{_name(key)}"] = value
+        ops = dict.fromkeys(op for op in operations if isinstance(op, str))  # once each
+        labels.update(_named("__meta_toolreg_operation_", ((op, "true") for op in ops)))
+    metadata = registration.metadata.items()
+    strings = [(key, value) for key, value in metadata if isinstance(value, str)]
+    labels.update(_named("__meta_toolreg_metadata_", strings))
     return {"targets": [f"{host}:{port}"], "labels": labels}
 
 
