@@ -191,6 +191,40 @@ async def test_invalid_values_are_skipped_reported_and_never_stop_the_bridge(
     await _registered(repository, "after")
 
 
+async def test_an_invalid_value_is_reported_once_and_its_names_cannot_forge_log_lines(
+    bridges: Bridges,
+    etcd_client: aetcd.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    bridge = await bridges.run()
+    source, p = f"etcd:{bridges.prefix}", bridges.prefix
+    forged = "\n2026-01-01T00:00:00.000+00:00 INFO omninode_bridge: registered tool 'x'"
+    await etcd_client.put(f"{p}key{forged}".encode(), registration_value(f"key{forged}"))
+    extra = registration_value("extra", **{f"field{forged}": 1})  # an unknown top-level field
+    await etcd_client.put(f"{p}extra".encode(), extra)
+    name = "toolreg_autodiscovery_invalid_values_total"
+    await until_metric(bridge.metrics, name, 1, source=source, field="tool_id")
+    await until_metric(bridge.metrics, name, 1, source=source, field="value")
+    assert metric(bridge.metrics, name, source=source, field=f"field{forged}") == 0  # bounded
+
+    for _ in range(2):  # resyncs (compaction, restart) meet the same values again
+        await bridge.resync("history_lost")
+    await etcd_client.put(f"{p}extra".encode(), extra)  # the same value put again
+    await etcd_client.put(f"{p}marker".encode(), registration_value("marker"))
+    await until_metric(bridge.metrics, "toolreg_autodiscovery_applied_total", 1,
+                       source=source, action="registered")  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    skipped = [line for line in lines if "skipped key" in line]
+    assert len(skipped) == 2, skipped
+    assert not any("\n" in line for line in lines), lines
+    assert any(f"key {p}key\\n2026-01-01" in line for line in skipped), skipped
+    assert metric(bridge.metrics, name, source=source, field="value") == 1
+
+    await etcd_client.put(f"{p}extra".encode(), registration_value("extra", node_type="x"))
+    await until_metric(bridge.metrics, name, 1, source=source, field="node_type")  # a new value
+
+
 async def test_registrations_of_other_writers_are_never_changed_or_removed(
     bridges: Bridges, etcd_client: aetcd.Client, repository: ToolRegistrationRepository
 ) -> None:

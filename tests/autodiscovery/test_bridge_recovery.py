@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aetcd
+import pytest
 
 from omninode_bridge.autodiscovery import BridgeMetrics, DiscoveryBridge
 from omninode_bridge.models import ChangeKind
-from omninode_bridge.services import ToolRegistrationRepository
+from omninode_bridge.services import PostgresClient, ToolRegistrationRepository
 from tests.autodiscovery.etcd_server import EtcdServer
 from tests.autodiscovery.helpers import Bridges, metric, registration_value, wait_until
+from tests.support import SwitchableProxy, base_settings
 
 
 async def _ids(repository: ToolRegistrationRepository) -> dict[str, object]:
@@ -166,3 +169,42 @@ async def test_an_etcd_outage_removes_nothing_and_later_changes_apply(
     assert (
         metric(metrics, "toolreg_autodiscovery_resyncs_total", cause="history_lost", **label) == 0
     )
+
+
+async def test_a_database_outage_backs_off_and_the_changes_apply_after(
+    etcd: EtcdServer,
+    etcd_client: aetcd.Client,
+    prefix: str,
+    db_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The watch comes back at once while the database is away: that must not reset the
+    backoff, or the bridge replays and fails in a tight loop, logging each time."""
+    proxy = SwitchableProxy(db_dsn)
+    await proxy.up()
+    async with PostgresClient(base_settings(), dsn=proxy.dsn) as client:
+        repository = ToolRegistrationRepository(client)
+        bridges = Bridges(etcd, repository, prefix)
+        try:
+            metrics = BridgeMetrics()
+            await bridges.run(metrics=metrics)  # backoff 0.05 s doubling to 0.3 s
+            await etcd_client.put(f"{prefix}a".encode(), registration_value("a"))
+            await _until_ids(repository, {"a"})
+            caplog.set_level(logging.INFO, logger="omninode_bridge.autodiscovery.bridge")
+            await proxy.down()
+            await etcd_client.put(f"{prefix}b".encode(), registration_value("b"))
+            label = {"source": f"etcd:{prefix}", "side": "registry"}
+
+            async def failed_five_times() -> bool:
+                return metric(metrics, "toolreg_autodiscovery_failures_total", **label) >= 5
+
+            await wait_until(failed_five_times)
+            retries = [r for r in caplog.records if "retrying in" in str(r.msg)]
+            delays = [r.args[1] for r in retries if isinstance(r.args, tuple)]
+            assert delays[:5] == [0.05, 0.1, 0.2, 0.3, 0.3], delays
+
+            await proxy.up()
+            await _until_ids(repository, {"a", "b"})
+        finally:
+            await bridges.aclose()
+            await proxy.down()

@@ -31,6 +31,7 @@ lease ran out meanwhile leaves once etcd is back and reports it).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -64,6 +65,14 @@ logger = logging.getLogger(__name__)
 
 Q = load_queries("autodiscovery.sql")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def printable(text: str) -> str:
+    """``text`` with its unprintable characters escaped (``\\n``): a key or a field name
+    chosen by an announcer cannot start a log line of its own."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class RemovalMode(StrEnum):
@@ -143,6 +152,7 @@ class DiscoveryBridge:
         self._held: set[str] = set()  # present tools the registry holds for this source
         self._conflicts: set[str] = set()  # present tools another writer owns
         self._claims_held: set[str] = set()  # ids another owner released: consent needed
+        self._invalid: dict[str, bytes] = {}  # tool_id -> digest of the invalid value reported
         self._label = source.name
 
     # -- running ------------------------------------------------------------------
@@ -171,17 +181,24 @@ class DiscoveryBridge:
         backoff = self.backoff_initial
         cause = "start"
         lost_in_a_row = 0
+        registry_down = False  # the last failure was the database's; no write since
         while True:
             try:
                 if self._resume_from is None:
                     await self.resync(cause)
+                    registry_down = False
                 assert self._resume_from is not None
                 async with self.source.watch(self._resume_from) as events:
                     self.metrics.connected.labels(self._label).set(1)
                     self.synced.set()
-                    backoff, lost_in_a_row = self.backoff_initial, 0
+                    # A watch shows the source is back, not the registry: after a
+                    # database failure only a change applied resets the backoff.
+                    if not registry_down:
+                        backoff, lost_in_a_row = self.backoff_initial, 0
                     async for event in events:
                         await self.apply(event)
+                        if registry_down:
+                            backoff, lost_in_a_row, registry_down = self.backoff_initial, 0, False
                 raise SourceUnavailableError(f"{self.source.description}: the watch ended")
             except SourceHistoryLostError as exc:
                 logger.warning("%s: %s; listing the source again", self._label, exc)
@@ -194,7 +211,7 @@ class DiscoveryBridge:
                 side = "source"
                 logger.warning("%s unreachable: %s", self.source.description, exc)
             except RegistryUnavailableError as exc:
-                side = "registry"
+                side, registry_down = "registry", True
                 logger.warning("%s: the registry database is unreachable: %s", self._label, exc)
             self.metrics.connected.labels(self._label).set(0)
             self.metrics.failures.labels(self._label, side).inc()
@@ -218,15 +235,17 @@ class DiscoveryBridge:
         """List the source and reconcile the registry with it (see the module docstring)."""
         snapshot = await self.source.snapshot()
         async with self._lock:
-            keys = {entry.tool_id: entry.key for entry in snapshot.entries}
+            keys = {entry.tool_id: printable(entry.key) for entry in snapshot.entries}
+            self._invalid = {t: d for t, d in self._invalid.items() if t in keys}
             wanted: dict[str, ModelToolRegistrationCreate] = {}
             for entry in snapshot.entries:
                 try:
                     wanted[entry.tool_id] = parse_registration(
                         entry.tool_id, entry.value, self.max_json_bytes
                     )
+                    self._invalid.pop(entry.tool_id, None)
                 except ValidationFailedError as exc:
-                    self._report_invalid(entry.key, exc)
+                    self._report_invalid(keys[entry.tool_id], entry.tool_id, entry.value, exc)
                     if entry.tool_id in self._wanted:  # keep the last valid value we saw
                         wanted[entry.tool_id] = self._wanted[entry.tool_id]
             owned = set(await self._owned_tool_ids())
@@ -302,19 +321,32 @@ class DiscoveryBridge:
         rows = await self.repository.client.fetch(Q["owned_tool_ids"], self.owner)
         return [row["tool_id"] for row in rows]
 
-    def _report_invalid(self, key: str, exc: ValidationFailedError) -> None:
-        fields = "; ".join(f"{field}: {message}" for field, message in exc.errors)
+    def _report_invalid(
+        self, key: str, tool_id: str, value: bytes, exc: ValidationFailedError
+    ) -> None:
+        """Log and count an invalid value once: a replay or a resync that meets the same
+        value again says nothing new. Field names come from the announcer: they are
+        escaped in the log, and counted under ``value`` unless the model has them."""
+        digest = hashlib.blake2b(value, digest_size=16).digest()
+        if self._invalid.get(tool_id) == digest:
+            return
+        self._invalid[tool_id] = digest
+        fields = printable("; ".join(f"{field}: {message}" for field, message in exc.errors))
         logger.warning("%s: skipped key %s: invalid registration: %s", self._label, key, fields)
         top = exc.errors[0][0].split(".")[0] if exc.errors else "value"
+        if top not in ModelToolRegistrationCreate.model_fields:
+            top = "value"
         self.metrics.invalid.labels(self._label, top).inc()
 
     async def _announce(self, key: str, tool_id: str, value: bytes) -> None:
+        key = printable(key)
         self._keys[tool_id] = key
         try:
             registration = parse_registration(tool_id, value, self.max_json_bytes)
         except ValidationFailedError as exc:
-            self._report_invalid(key, exc)
+            self._report_invalid(key, tool_id, value, exc)
             return
+        self._invalid.pop(tool_id, None)
         self._wanted[tool_id] = registration
         await self._write(tool_id, registration, ...)
 
@@ -390,6 +422,7 @@ class DiscoveryBridge:
         """The key of ``tool_id`` is gone: remove (or mark stale) the tool if it is ours."""
         self._keys.pop(tool_id, None)
         self._wanted.pop(tool_id, None)
+        self._invalid.pop(tool_id, None)
         self._conflicts.discard(tool_id)
         self._release_claim(tool_id)
         self._held.discard(tool_id)

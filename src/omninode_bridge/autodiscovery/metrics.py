@@ -17,13 +17,15 @@ class BridgeMetrics(MetricSet):
 
     applied = counter(
         "toolreg_autodiscovery_applied_total",
-        "Changes written to the registry, by action (registered, updated, removed, marked_stale).",
+        "Changes written to the registry, by action "
+        "(registered, refreshed, removed, marked_stale).",
         ["source", "action"],
     )
     invalid = counter(
         "toolreg_autodiscovery_invalid_values_total",
-        "Announcements skipped because their value is not a valid registration, "
-        "by the first field at fault (value = not a JSON object).",
+        "Announcements skipped because their value is not a valid registration (each value "
+        "once), by the first field at fault (value: not a JSON object, or a field that a "
+        "registration does not have).",
         ["source", "field"],
     )
     conflicts = counter(
