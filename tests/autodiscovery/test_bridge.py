@@ -246,6 +246,8 @@ async def test_registrations_of_other_writers_are_never_changed_or_removed(
         )
 
     await wait_until(two_conflicts)
+    await bridge.resync("history_lost")  # meets the same two conflicts: nothing new
+    assert await two_conflicts()
     assert await repository.get_registration("shared") == owned
     assert await repository.get_registration("legacy") == legacy
     for tool_id in ("shared", "legacy", "mine"):

@@ -251,7 +251,8 @@ class DiscoveryBridge:
             owned = set(await self._owned_tool_ids())
             owners = await self.repository.get_owners(list(wanted))
             self._keys, self._wanted = keys, wanted
-            self._held, self._conflicts = owned & keys.keys(), set()
+            self._held = owned & keys.keys()
+            self._conflicts &= keys.keys()  # known: not logged and counted again
             self._claims_held &= keys.keys()
             for tool_id, registration in wanted.items():
                 await self._write(tool_id, registration, owners.get(tool_id))
