@@ -58,6 +58,7 @@ from omninode_bridge.models import ModelToolRegistrationCreate
 from omninode_bridge.models.fields import DEFAULT_MAX_JSON_BYTES
 from omninode_bridge.services import ToolRegistrationRepository
 from omninode_bridge.services.sql import load_queries
+from omninode_bridge.text import visible
 
 __all__ = ["EPOCH", "DiscoveryBridge", "RemovalMode", "parse_registration"]
 
@@ -65,14 +66,6 @@ logger = logging.getLogger(__name__)
 
 Q = load_queries("autodiscovery.sql")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def printable(text: str) -> str:
-    """``text`` with its unprintable characters escaped (``\\n``): a key or a field name
-    chosen by an announcer cannot start a log line of its own."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class RemovalMode(StrEnum):
@@ -235,7 +228,7 @@ class DiscoveryBridge:
         """List the source and reconcile the registry with it (see the module docstring)."""
         snapshot = await self.source.snapshot()
         async with self._lock:
-            keys = {entry.tool_id: printable(entry.key) for entry in snapshot.entries}
+            keys = {entry.tool_id: visible(entry.key) for entry in snapshot.entries}
             self._invalid = {t: d for t, d in self._invalid.items() if t in keys}
             wanted: dict[str, ModelToolRegistrationCreate] = {}
             for entry in snapshot.entries:
@@ -332,7 +325,7 @@ class DiscoveryBridge:
         if self._invalid.get(tool_id) == digest:
             return
         self._invalid[tool_id] = digest
-        fields = printable("; ".join(f"{field}: {message}" for field, message in exc.errors))
+        fields = visible("; ".join(f"{field}: {message}" for field, message in exc.errors))
         logger.warning("%s: skipped key %s: invalid registration: %s", self._label, key, fields)
         top = exc.errors[0][0].split(".")[0] if exc.errors else "value"
         if top not in ModelToolRegistrationCreate.model_fields:
@@ -340,7 +333,7 @@ class DiscoveryBridge:
         self.metrics.invalid.labels(self._label, top).inc()
 
     async def _announce(self, key: str, tool_id: str, value: bytes) -> None:
-        key = printable(key)
+        key = visible(key)
         self._keys[tool_id] = key
         try:
             registration = parse_registration(tool_id, value, self.max_json_bytes)

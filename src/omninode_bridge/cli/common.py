@@ -8,12 +8,13 @@ pays for them; ``benchmarks/bench_cli.py`` keeps it so).
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import typer
+
+from omninode_bridge.text import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -70,12 +71,6 @@ class _Output:
         return self.rich.width
 
 
-# C0 controls but tab and newline (messages have lines), C1 controls, and the
-# bidirectional and other invisible formatting characters.
-_UNPRINTABLE = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-
 console = _Output(stderr=False)
 err_console = _Output(stderr=True)
 
@@ -87,7 +82,7 @@ def escape(text: str) -> str:
     registrations are anybody's text."""
     from rich.markup import escape
 
-    return escape(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    return escape(visible(text, lines=True))
 
 
 def new_table(*headers: str) -> Table:
