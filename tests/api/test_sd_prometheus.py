@@ -55,6 +55,20 @@ def metrics_tool(tool_id: str, registry: Server, **extra: Any) -> dict[str, Any]
     }
 
 
+async def _served(
+    http: httpx.AsyncClient, tool_id: str, **params: str
+) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    """The answer that first lists ``tool_id`` (the live view follows the feed, a few
+    milliseconds behind), and ``tool_id``'s target groups in it; ``params``: filters."""
+    for _ in range(200):
+        response = await http.get("/v1/sd/prometheus", params=params)
+        ours = [g for g in response.json() if g["labels"]["__meta_toolreg_tool_id"] == tool_id]
+        if ours:
+            return response, ours
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{tool_id} never listed")
+
+
 async def test_the_target_groups_are_what_prometheus_expects(registry: Server, uid: str) -> None:
     token = bearer(await registry.token("write"))
     async with httpx.AsyncClient(base_url=registry.base_url, timeout=10) as http:
@@ -63,13 +77,8 @@ async def test_the_target_groups_are_what_prometheus_expects(registry: Server, u
         assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
         no_metrics = {**body, "tool_id": f"plain-{uid}", "endpoints": {"stamp": "http://h/s"}}
         assert (await http.put(f"/v1/tools/plain-{uid}", json=no_metrics, headers=token)).is_success
-        for _ in range(200):  # the live view follows the feed: a few milliseconds behind
-            response = await http.get("/v1/sd/prometheus", params={"operation": "stamp"})
-            if any(g["labels"]["__meta_toolreg_tool_id"] == tool_id for g in response.json()):
-                break
-            await asyncio.sleep(0.05)
+        response, groups = await _served(http, tool_id, operation="stamp")
         assert response.headers["content-type"] == "application/json"
-        groups = [g for g in response.json() if g["labels"]["__meta_toolreg_tool_id"] == tool_id]
         host_port = registry.base_url.removeprefix("http://")
         assert groups == [
             {
@@ -94,17 +103,6 @@ async def test_the_target_groups_are_what_prometheus_expects(registry: Server, u
         assert bad.status_code == 422
 
 
-async def _served(http: httpx.AsyncClient, tool_id: str) -> list[dict[str, Any]]:
-    """The target groups of ``tool_id`` once the live view has it (it follows the feed)."""
-    for _ in range(200):
-        groups = (await http.get("/v1/sd/prometheus")).json()
-        ours = [g for g in groups if g["labels"]["__meta_toolreg_tool_id"] == tool_id]
-        if ours:
-            return ours
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{tool_id} never listed")
-
-
 async def test_colliding_names_get_no_label_and_a_valid_name_keeps_its_own(
     registry: Server, uid: str
 ) -> None:
@@ -115,7 +113,7 @@ async def test_colliding_names_get_no_label_and_a_valid_name_keeps_its_own(
         body["capabilities"] = {"operations": ["stamp", "x-y", "x.y", "p.q"]}
         body["metadata"] = {"a-b": "dash", "a.b": "dot", "c_d": "exact", "c-d": "dash", "e.f": "1"}
         assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
-        (group,) = await _served(http, tool_id)
+        _, (group,) = await _served(http, tool_id)
         labels = {k: v for k, v in group["labels"].items() if k.startswith("__meta_toolreg_")}
         assert labels == {
             "__meta_toolreg_tool_id": tool_id,
@@ -139,7 +137,7 @@ async def test_the_metrics_url_port_query_and_userinfo(registry: Server, uid: st
             body = metrics_tool(tool_id, registry)
             body["endpoints"] = {"metrics": url}
             assert (await http.put(f"/v1/tools/{tool_id}", json=body, headers=token)).is_success
-        (group,) = await _served(http, f"query-{uid}")  # after the port-0 tool in the feed
+        _, (group,) = await _served(http, f"query-{uid}")  # after the port-0 tool in the feed
         ids = {
             g["labels"]["__meta_toolreg_tool_id"]
             for g in (await http.get("/v1/sd/prometheus")).json()
